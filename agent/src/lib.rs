@@ -1,0 +1,159 @@
+//! anchorwatch node agent: finds the meshed pods on its node, inspects what each Linkerd proxy
+//! really presents (TLS probe of the admin port) and holds (spec trust anchors), and streams the
+//! evidence to the aggregator. It decides nothing about restarts.
+
+pub mod inventory;
+pub mod pod;
+pub mod probe;
+pub mod report;
+pub mod survey;
+pub mod time;
+pub mod wire;
+
+use anyhow::Context;
+use clap::Parser;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Command-line arguments of `anchorwatch-agent`.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "anchorwatch-agent", version, about)]
+pub struct Args {
+    /// Name of the node this agent runs on (from the Downward API: spec.nodeName).
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: String,
+
+    /// gRPC address of the aggregator.
+    #[arg(
+        long,
+        env = "ANCHORWATCH_AGENT_AGGREGATOR",
+        default_value = "http://anchorwatch-aggregator.anchorwatch:8443"
+    )]
+    pub aggregator: String,
+
+    /// Probe every proxy on this admin port instead of the one in its environment (default 4191).
+    #[arg(long, env = "ANCHORWATCH_AGENT_ADMIN_PORT")]
+    pub admin_port: Option<u16>,
+
+    /// Interval between full probe rounds (pods are also probed as soon as they change).
+    #[arg(long, env = "ANCHORWATCH_AGENT_PROBE_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub probe_interval: Duration,
+
+    /// Bound on one TLS probe, and on one metrics read.
+    #[arg(long, env = "ANCHORWATCH_AGENT_PROBE_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub probe_timeout: Duration,
+
+    /// Probes in flight at most.
+    #[arg(
+        long,
+        env = "ANCHORWATCH_AGENT_PROBE_CONCURRENCY",
+        default_value_t = 16
+    )]
+    pub probe_concurrency: usize,
+
+    /// Read each proxy's identity-certificate expiry gauge from its /metrics.
+    #[arg(long, env = "ANCHORWATCH_AGENT_PROXY_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub proxy_metrics: bool,
+
+    /// Interval between heartbeats to the aggregator.
+    #[arg(long, env = "ANCHORWATCH_AGENT_HEARTBEAT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub heartbeat: Duration,
+
+    /// Longest wait between attempts to reach the aggregator.
+    #[arg(long, env = "ANCHORWATCH_AGENT_MAX_BACKOFF", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub max_backoff: Duration,
+
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `anchorwatch_agent=debug`.
+    #[arg(long, env = "ANCHORWATCH_AGENT_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Log format.
+    #[arg(
+        long,
+        env = "ANCHORWATCH_AGENT_LOG_FORMAT",
+        value_enum,
+        default_value = "plain"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// Log line format.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Sets up logging once for the process.
+pub fn init_tracing(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Plain => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Runs the agent until SIGTERM or SIGINT.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    // One crypto provider for the process: kube's client, the probe and tonic all use it.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot build a Kubernetes client (in-cluster config or KUBECONFIG)")?;
+    let prober = probe::Prober::new(args.probe_timeout).context("cannot build the TLS prober")?;
+    let (view_tx, view_rx) = tokio::sync::watch::channel(Arc::new(inventory::NodeView::default()));
+    let reporter = tokio::spawn(report::run(
+        report::ReportConfig {
+            aggregator: args.aggregator.clone(),
+            node: args.node_name.clone(),
+            heartbeat: args.heartbeat,
+            coalesce: Duration::from_millis(200),
+            timeout: Duration::from_secs(10),
+            max_backoff: args.max_backoff,
+        },
+        view_rx,
+    ));
+    let survey = survey::run(
+        client,
+        survey::SurveyConfig {
+            node: args.node_name.clone(),
+            admin_port: args.admin_port,
+            interval: args.probe_interval,
+            timeout: args.probe_timeout,
+            concurrency: args.probe_concurrency,
+            metrics: args.proxy_metrics,
+        },
+        prober,
+        view_tx,
+    );
+    tracing::info!(node = %args.node_name, aggregator = %args.aggregator, "anchorwatch agent starting");
+    let result = tokio::select! {
+        r = survey => r,
+        _ = shutdown_signal() => { tracing::info!("shutting down"); Ok(()) }
+    };
+    reporter.abort();
+    result
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
