@@ -1,0 +1,203 @@
+//! anchorwatch aggregator: keeps the cluster's trust bundle and issuer, re-verifies every chain
+//! the node agents report, and answers queries over gRPC (with server reflection and health).
+
+pub mod analysis;
+pub mod ingest;
+pub mod model;
+pub mod query;
+pub mod time;
+pub mod trust;
+pub mod verify;
+pub mod watch;
+pub mod wire;
+
+use anyhow::Context;
+use clap::Parser;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Command-line arguments of `anchorwatch-aggregator`.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "anchorwatch-aggregator", version, about)]
+pub struct Args {
+    /// Address of the gRPC server (agent ingest, queries, reflection, health).
+    #[arg(
+        long,
+        env = "ANCHORWATCH_AGGREGATOR_LISTEN",
+        default_value = "0.0.0.0:8443"
+    )]
+    pub listen: SocketAddr,
+
+    /// The Linkerd control-plane namespace.
+    #[arg(
+        long,
+        env = "ANCHORWATCH_AGGREGATOR_LINKERD_NAMESPACE",
+        default_value = "linkerd"
+    )]
+    pub linkerd_namespace: String,
+
+    /// ConfigMap holding the trust bundle.
+    #[arg(
+        long,
+        env = "ANCHORWATCH_AGGREGATOR_TRUST_ROOTS_CONFIGMAP",
+        default_value = "linkerd-identity-trust-roots"
+    )]
+    pub trust_roots_configmap: String,
+
+    /// Key of the trust bundle in that ConfigMap.
+    #[arg(
+        long,
+        env = "ANCHORWATCH_AGGREGATOR_TRUST_ROOTS_KEY",
+        default_value = "ca-bundle.crt"
+    )]
+    pub trust_roots_key: String,
+
+    /// Secret holding the issuer certificate (crt.pem, or tls.crt for kubernetes.io/tls); its key is never read.
+    #[arg(
+        long,
+        env = "ANCHORWATCH_AGGREGATOR_ISSUER_SECRET",
+        default_value = "linkerd-identity-issuer"
+    )]
+    pub issuer_secret: String,
+
+    /// A node whose agent sent nothing for this long is stale: its pods are not judged healthy.
+    #[arg(long, env = "ANCHORWATCH_AGGREGATOR_STALE_AFTER", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub stale_after: Duration,
+
+    /// Interval at which every pod is judged again as time passes (certificate validity, stale nodes).
+    #[arg(long, env = "ANCHORWATCH_AGGREGATOR_RECHECK_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub recheck_interval: Duration,
+
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `anchorwatch_aggregator=debug`.
+    #[arg(long, env = "ANCHORWATCH_AGGREGATOR_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Log format.
+    #[arg(
+        long,
+        env = "ANCHORWATCH_AGGREGATOR_LOG_FORMAT",
+        value_enum,
+        default_value = "plain"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// Log line format.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Sets up logging once for the process.
+pub fn init_tracing(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Plain => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Runs the aggregator until SIGTERM or SIGINT.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot build a Kubernetes client (in-cluster config or KUBECONFIG)")?;
+    let sources = trust::TrustSources {
+        namespace: args.linkerd_namespace.clone(),
+        config_map: args.trust_roots_configmap.clone(),
+        key: args.trust_roots_key.clone(),
+        secret: args.issuer_secret.clone(),
+    };
+    let cluster = Arc::new(Mutex::new(model::Cluster::new(
+        trust::Trust::new(sources.clone()),
+        args.stale_after,
+        chrono::Utc::now(),
+    )));
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(watch::follow_bundle(
+        client.clone(),
+        sources.clone(),
+        cluster.clone(),
+    ));
+    tasks.spawn(watch::follow_issuer(client, sources, cluster.clone()));
+    let ticker = cluster.clone();
+    let interval = args.recheck_interval;
+    tasks.spawn(async move {
+        let mut every = tokio::time::interval(interval);
+        loop {
+            every.tick().await;
+            ingest::lock(&ticker).tick(chrono::Utc::now());
+        }
+    });
+
+    let (health, health_svc) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<anchorwatch_proto::v1::query_server::QueryServer<query::QueryService>>()
+        .await;
+    // Both reflection versions list every service, themselves included: grpcurl 1.8 speaks
+    // only v1alpha, newer clients v1.
+    let reflection = |b: tonic_reflection::server::Builder<'static>| {
+        b.register_encoded_file_descriptor_set(anchorwatch_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
+    };
+    let reflection_v1 = reflection(tonic_reflection::server::Builder::configure())
+        .build_v1()
+        .context("cannot build the reflection service")?;
+    let reflection_v1alpha = reflection(tonic_reflection::server::Builder::configure())
+        .build_v1alpha()
+        .context("cannot build the reflection service")?;
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, "anchorwatch aggregator serving gRPC");
+    // Agents may be silent for a few heartbeats before a stream is dropped as idle.
+    let idle = args.stale_after.max(Duration::from_secs(30));
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(health_svc)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(ingest::IngestService::new(cluster.clone(), idle).svc())
+        .add_service(query::QueryService::new(cluster).svc())
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown_signal(),
+        )
+        .await
+        .context("gRPC server failed")?;
+    tasks.abort_all();
+    tracing::info!("shut down");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,127 @@
+//! The Query service: the cluster summary, pods with their verdicts and evidence, and nodes.
+
+use crate::ingest::lock;
+use crate::model::Cluster;
+use crate::time::to_proto;
+use crate::wire;
+use anchorwatch_proto::v1 as pb;
+use std::sync::{Arc, Mutex};
+use tonic::{Request, Response, Status};
+
+/// The Query gRPC service.
+#[derive(Clone)]
+pub struct QueryService {
+    cluster: Arc<Mutex<Cluster>>,
+}
+
+impl QueryService {
+    /// A service reading `cluster`.
+    pub fn new(cluster: Arc<Mutex<Cluster>>) -> Self {
+        QueryService { cluster }
+    }
+
+    /// The tonic service.
+    pub fn svc(self) -> pb::query_server::QueryServer<Self> {
+        pb::query_server::QueryServer::new(self)
+    }
+}
+
+/// Why a query failed.
+#[derive(Debug, thiserror::Error)]
+enum QueryError {
+    #[error("{0} is required")]
+    Missing(&'static str),
+    #[error("no meshed pod {0} is reported by any agent")]
+    NoSuchPod(String),
+    #[error("unknown verdict value {0}")]
+    BadVerdict(i32),
+}
+
+fn status(e: QueryError) -> Status {
+    match e {
+        QueryError::Missing(_) | QueryError::BadVerdict(_) => {
+            Status::invalid_argument(e.to_string())
+        }
+        QueryError::NoSuchPod(_) => Status::not_found(e.to_string()),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::query_server::Query for QueryService {
+    async fn summary(
+        &self,
+        _: Request<pb::SummaryRequest>,
+    ) -> Result<Response<pb::ClusterSummary>, Status> {
+        let mut cluster = lock(&self.cluster);
+        let chains_to = cluster.issuer_anchors();
+        let s = cluster.summary();
+        Ok(Response::new(pb::ClusterSummary {
+            bundle: Some(wire::trust_bundle(&cluster.trust)),
+            issuer: Some(wire::issuer(&cluster.trust, &chains_to)),
+            pods: s.pods as u32,
+            verdicts: s
+                .verdicts
+                .iter()
+                .map(|(k, n)| pb::VerdictCount {
+                    verdict: wire::verdict_kind(*k) as i32,
+                    pods: *n as u32,
+                })
+                .collect(),
+            nodes_reporting: s.nodes_reporting as u32,
+            nodes_stale: s.nodes_stale as u32,
+            updated_at: Some(to_proto(cluster.updated_at)),
+        }))
+    }
+
+    async fn list_pods(
+        &self,
+        request: Request<pb::ListPodsRequest>,
+    ) -> Result<Response<pb::ListPodsResponse>, Status> {
+        let q = request.into_inner();
+        let verdict = match pb::Verdict::try_from(q.verdict) {
+            Ok(v) => wire::verdict_from_wire(v),
+            Err(_) => return Err(status(QueryError::BadVerdict(q.verdict))),
+        };
+        let cluster = lock(&self.cluster);
+        let pods = cluster
+            .pods()
+            .filter(|e| q.namespace.is_empty() || e.record.namespace == q.namespace)
+            .filter(|e| q.node.is_empty() || e.record.node == q.node)
+            .filter(|e| verdict.is_none_or(|k| e.analysis.has(k)))
+            .filter(|e| !q.only_faulty || e.analysis.verdicts.iter().any(|v| v.kind.is_fault()))
+            .map(wire::pod_summary)
+            .collect();
+        Ok(Response::new(pb::ListPodsResponse { pods }))
+    }
+
+    async fn get_pod(
+        &self,
+        request: Request<pb::GetPodRequest>,
+    ) -> Result<Response<pb::PodDetail>, Status> {
+        let q = request.into_inner();
+        if q.namespace.is_empty() {
+            return Err(status(QueryError::Missing("namespace")));
+        }
+        if q.name.is_empty() {
+            return Err(status(QueryError::Missing("name")));
+        }
+        let cluster = lock(&self.cluster);
+        match cluster.pod(&q.namespace, &q.name) {
+            Some(e) => Ok(Response::new(wire::pod_detail(e))),
+            None => Err(status(QueryError::NoSuchPod(format!(
+                "{}/{}",
+                q.namespace, q.name
+            )))),
+        }
+    }
+
+    async fn list_nodes(
+        &self,
+        _: Request<pb::ListNodesRequest>,
+    ) -> Result<Response<pb::ListNodesResponse>, Status> {
+        let cluster = lock(&self.cluster);
+        Ok(Response::new(pb::ListNodesResponse {
+            nodes: cluster.nodes().map(wire::node_info).collect(),
+        }))
+    }
+}

@@ -1,0 +1,311 @@
+//! Conversion between the `anchorwatch.v1` wire types and the aggregator's domain, in one place.
+//! Everything an agent sends is re-parsed here: raw DER and PEM in, parsed certificates out; an
+//! agent's own conclusions are never taken.
+
+use crate::analysis::{PodAnalysis, Verdict, VerdictKind};
+use crate::model::{
+    ChainEvidence, NodeRecord, PodEntry, PodRecord, ProbeEvidence, SpecAnchorsEvidence,
+};
+use crate::time::{from_proto, to_proto};
+use crate::trust::{BundleState, IssuerState, Trust};
+use crate::verify::{Fingerprint, ParsedCert, parse_der, parse_pem_bundle};
+use anchorwatch_proto::v1 as pb;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+
+/// Why a pod's evidence was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EvidenceError {
+    /// No pod reference or uid.
+    #[error("pod evidence without a pod uid")]
+    MissingUid,
+    /// The pod is on another node than the stream's.
+    #[error("pod {pod} is reported on node {reported:?}, not on the stream's node {stream:?}")]
+    WrongNode {
+        /// namespace/name.
+        pod: String,
+        /// Node named in the evidence.
+        reported: String,
+        /// Node of the stream.
+        stream: String,
+    },
+}
+
+/// Decodes one pod's evidence from the agent of `node`, received at `now`.
+pub fn pod_record(
+    e: pb::PodEvidence,
+    node: &str,
+    now: DateTime<Utc>,
+) -> Result<PodRecord, EvidenceError> {
+    let pod = e.pod.unwrap_or_default();
+    if pod.uid.is_empty() {
+        return Err(EvidenceError::MissingUid);
+    }
+    if !e.node.is_empty() && e.node != node {
+        return Err(EvidenceError::WrongNode {
+            pod: format!("{}/{}", pod.namespace, pod.name),
+            reported: e.node,
+            stream: node.to_string(),
+        });
+    }
+    let proxy = e.proxy.unwrap_or_default();
+    let mut problems = e.spec_problems;
+    let spec_anchors = match e.spec_anchors.and_then(|s| s.source) {
+        Some(pb::spec_anchors::Source::Pem(pem)) => {
+            SpecAnchorsEvidence::Pem(Arc::new(parse_pem_bundle(&pem)))
+        }
+        Some(pb::spec_anchors::Source::ConfigMap(r)) => SpecAnchorsEvidence::ConfigMap {
+            name: r.name,
+            key: r.key,
+        },
+        Some(pb::spec_anchors::Source::Missing(why)) => SpecAnchorsEvidence::Missing(why),
+        None => SpecAnchorsEvidence::Missing("the agent sent no spec anchors".into()),
+    };
+    if let SpecAnchorsEvidence::Missing(why) = &spec_anchors {
+        problems.push(format!("no trust anchors in the proxy spec: {why}"));
+    }
+    let (probe, probed_at, probe_address) = match e.probe {
+        None => (ProbeEvidence::None, None, String::new()),
+        Some(p) => {
+            let at = p.at.as_ref().and_then(from_proto);
+            let outcome = match p.outcome {
+                Some(pb::probe_result::Outcome::Chain(c)) => {
+                    ProbeEvidence::Chain(chain(&c.certificates))
+                }
+                Some(pb::probe_result::Outcome::Failure(f)) => ProbeEvidence::Failed {
+                    kind: f.kind,
+                    detail: f.detail,
+                },
+                Some(pb::probe_result::Outcome::Skipped(why)) => ProbeEvidence::Skipped(why),
+                None => ProbeEvidence::None,
+            };
+            (outcome, at, p.address)
+        }
+    };
+    let metrics_cert_expiry = match e.metrics.and_then(|m| m.outcome) {
+        Some(pb::proxy_metrics::Outcome::Expiry(g)) => g.expires_at.as_ref().and_then(from_proto),
+        Some(pb::proxy_metrics::Outcome::Error(why)) => {
+            problems.push(format!("proxy metrics: {why}"));
+            None
+        }
+        None => None,
+    };
+    Ok(PodRecord {
+        namespace: pod.namespace,
+        name: pod.name,
+        uid: pod.uid,
+        node: node.to_string(),
+        service_account: e.service_account,
+        owners: e
+            .owners
+            .into_iter()
+            .map(|o| format!("{}/{}", o.kind, o.name))
+            .collect(),
+        pod_ip: e.pod_ip,
+        phase: e.phase,
+        proxy_version: proxy.version,
+        proxy_started_at: proxy.started_at.as_ref().and_then(from_proto),
+        identity_name: Some(e.identity_name).filter(|n| !n.is_empty()),
+        spec_anchors,
+        probe,
+        probed_at,
+        probe_address,
+        metrics_cert_expiry,
+        problems,
+        reported_at: now,
+    })
+}
+
+/// Parses a presented chain; certificates that do not parse are named, never fatal.
+pub fn chain(ders: &[Vec<u8>]) -> ChainEvidence {
+    let mut out = ChainEvidence::default();
+    for (i, der) in ders.iter().enumerate() {
+        match parse_der(der) {
+            Ok(c) => out.certs.push(Arc::new(c)),
+            Err(e) => {
+                let role = if i == 0 {
+                    "leaf".to_string()
+                } else {
+                    format!("certificate {}", i + 1)
+                };
+                out.unreadable
+                    .push(format!("presented {role} ({} bytes): {e}", der.len()));
+                if i == 0 {
+                    out.leaf_unreadable = true;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A verdict kind on the wire.
+pub fn verdict_kind(k: VerdictKind) -> pb::Verdict {
+    match k {
+        VerdictKind::Ok => pb::Verdict::Ok,
+        VerdictKind::StaleLeaf => pb::Verdict::StaleLeaf,
+        VerdictKind::LeafExpired => pb::Verdict::LeafExpired,
+        VerdictKind::LeafNotYetValid => pb::Verdict::LeafNotYetValid,
+        VerdictKind::StaleTrustBundle => pb::Verdict::StaleTrustBundle,
+        VerdictKind::CertUnreadable => pb::Verdict::CertUnreadable,
+        VerdictKind::Unprobed => pb::Verdict::Unprobed,
+        VerdictKind::Inconclusive => pb::Verdict::Inconclusive,
+        VerdictKind::NameMismatch => pb::Verdict::NameMismatch,
+    }
+}
+
+/// A wire verdict as a domain kind; `None` for UNSPECIFIED.
+pub fn verdict_from_wire(v: pb::Verdict) -> Option<VerdictKind> {
+    Some(match v {
+        pb::Verdict::Unspecified => return None,
+        pb::Verdict::Ok => VerdictKind::Ok,
+        pb::Verdict::StaleLeaf => VerdictKind::StaleLeaf,
+        pb::Verdict::LeafExpired => VerdictKind::LeafExpired,
+        pb::Verdict::LeafNotYetValid => VerdictKind::LeafNotYetValid,
+        pb::Verdict::StaleTrustBundle => VerdictKind::StaleTrustBundle,
+        pb::Verdict::CertUnreadable => VerdictKind::CertUnreadable,
+        pb::Verdict::Unprobed => VerdictKind::Unprobed,
+        pb::Verdict::Inconclusive => VerdictKind::Inconclusive,
+        pb::Verdict::NameMismatch => VerdictKind::NameMismatch,
+    })
+}
+
+fn verdict(v: &Verdict) -> pb::VerdictDetail {
+    pb::VerdictDetail {
+        verdict: verdict_kind(v.kind) as i32,
+        reason: v.reason.clone(),
+        detail: v.detail.clone(),
+    }
+}
+
+/// A parsed certificate on the wire.
+pub fn certificate(c: &ParsedCert, signed_by: Option<Fingerprint>) -> pb::CertificateInfo {
+    pb::CertificateInfo {
+        fingerprint_sha256: c.fingerprint.to_string(),
+        subject: c.subject.clone(),
+        issuer: c.issuer.clone(),
+        not_before: Some(to_proto(c.not_before)),
+        not_after: Some(to_proto(c.not_after)),
+        dns_sans: c.dns_sans.clone(),
+        serial: c.serial.clone(),
+        key_algorithm: c.key_algorithm.clone(),
+        is_ca: c.is_ca,
+        signed_by: signed_by.map(|f| f.to_string()).unwrap_or_default(),
+    }
+}
+
+/// A pod without evidence.
+pub fn pod_summary(e: &PodEntry) -> pb::PodSummary {
+    let r = &e.record;
+    pb::PodSummary {
+        namespace: r.namespace.clone(),
+        name: r.name.clone(),
+        node: r.node.clone(),
+        pod_ip: r.pod_ip.clone(),
+        verdicts: e.analysis.verdicts.iter().map(verdict).collect(),
+    }
+}
+
+/// A pod with all its evidence.
+pub fn pod_detail(e: &PodEntry) -> pb::PodDetail {
+    let r = &e.record;
+    let a: &PodAnalysis = &e.analysis;
+    let (source, spec_anchors, spec_unreadable) = match &r.spec_anchors {
+        SpecAnchorsEvidence::Pem(b) => (
+            "env".to_string(),
+            b.certs.iter().map(|c| certificate(c, None)).collect(),
+            b.unreadable.iter().map(|u| u.to_string()).collect(),
+        ),
+        SpecAnchorsEvidence::ConfigMap { name, key } => {
+            (format!("configmap {name}/{key}"), vec![], vec![])
+        }
+        SpecAnchorsEvidence::Missing(_) => ("missing".to_string(), vec![], vec![]),
+    };
+    let (presented_chain, probe_error) = match &r.probe {
+        ProbeEvidence::Chain(c) => (
+            c.certs
+                .iter()
+                .enumerate()
+                .map(|(i, cert)| certificate(cert, a.signed_by.get(i).copied().flatten()))
+                .collect(),
+            String::new(),
+        ),
+        ProbeEvidence::Failed { kind, detail } => (vec![], format!("{kind}: {detail}")),
+        ProbeEvidence::Skipped(why) => (vec![], format!("skipped: {why}")),
+        ProbeEvidence::None => (vec![], "not probed yet".to_string()),
+    };
+    pb::PodDetail {
+        summary: Some(pod_summary(e)),
+        uid: r.uid.clone(),
+        service_account: r.service_account.clone(),
+        identity_name: r.identity_name.clone().unwrap_or_default(),
+        owners: r.owners.clone(),
+        proxy_version: r.proxy_version.clone(),
+        proxy_started_at: r.proxy_started_at.map(to_proto),
+        spec_anchors_source: source,
+        spec_anchors,
+        spec_anchors_unreadable: spec_unreadable,
+        presented_chain,
+        probed_at: r.probed_at.map(to_proto),
+        probe_error,
+        chain_anchor: a.chain_anchor.map(|f| f.to_string()).unwrap_or_default(),
+        metrics_cert_expiry: r.metrics_cert_expiry.map(to_proto),
+        problems: r.problems.clone(),
+        reported_at: Some(to_proto(r.reported_at)),
+    }
+}
+
+/// A node on the wire.
+pub fn node_info(n: &NodeRecord) -> pb::NodeInfo {
+    pb::NodeInfo {
+        name: n.name.clone(),
+        connected: n.stream != 0,
+        stale: n.stale,
+        last_report_at: Some(to_proto(n.last_report_at)),
+        pods: n.pods.len() as u32,
+        agent_version: n.agent_version.clone(),
+    }
+}
+
+/// The bundle on the wire.
+pub fn trust_bundle(t: &Trust) -> pb::TrustBundle {
+    let (available, error, anchors, unreadable) = match &t.bundle {
+        BundleState::Available(b) => (
+            true,
+            String::new(),
+            b.certs.iter().map(|c| certificate(c, None)).collect(),
+            b.unreadable.iter().map(|u| u.to_string()).collect(),
+        ),
+        BundleState::Unavailable(why) => (false, why.clone(), vec![], vec![]),
+        BundleState::Unknown => (false, "not read yet".to_string(), vec![], vec![]),
+    };
+    pb::TrustBundle {
+        source: t.sources.bundle_source(),
+        available,
+        error,
+        anchors,
+        unreadable_blocks: unreadable,
+        changed_at: t.bundle_changed_at.map(to_proto),
+        resource_version: t.bundle_resource_version.clone(),
+    }
+}
+
+/// The issuer on the wire.
+pub fn issuer(t: &Trust, chains_to: &[Fingerprint]) -> pb::IssuerInfo {
+    let (available, error, certificates) = match &t.issuer {
+        IssuerState::Available(certs) => (
+            true,
+            String::new(),
+            certs.iter().map(|c| certificate(c, None)).collect(),
+        ),
+        IssuerState::Unavailable(why) => (false, why.clone(), vec![]),
+        IssuerState::Unknown => (false, "not read yet".to_string(), vec![]),
+    };
+    pb::IssuerInfo {
+        source: t.sources.issuer_source(),
+        available,
+        error,
+        certificates,
+        chains_to_anchors: chains_to.iter().map(|f| f.to_string()).collect(),
+    }
+}
