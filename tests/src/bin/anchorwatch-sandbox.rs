@@ -1,0 +1,118 @@
+//! The sandbox: a simulated meshed cluster mid trust-anchor rotation, the real aggregator and one
+//! real agent per node, until interrupted. See README.md.
+
+use anchorwatch_tests::{kubesim::KubeSim, process, scenario};
+use std::time::Duration;
+use tokio::io::AsyncBufReadExt;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let dir = tempfile::Builder::new()
+        .prefix("anchorwatch-sandbox-")
+        .tempdir()?;
+    let kube = KubeSim::start("127.0.0.1:0".parse()?).await?;
+    let kubeconfig = dir.path().join("kubeconfig");
+    kube.write_kubeconfig(&kubeconfig)?;
+    let scenario = scenario::Scenario::start(&kube, 10, scenario::rotation_pods()).await?;
+
+    let port = process::free_port()?;
+    let listen = format!("127.0.0.1:{port}");
+    let url = format!("http://{listen}");
+    let mut procs = vec![process::aggregator(&kubeconfig, &listen, dir.path(), &[])?];
+    for n in 1..=3 {
+        procs.push(process::agent(
+            &kubeconfig,
+            &scenario::node_name(n),
+            &url,
+            dir.path(),
+            &[],
+        )?);
+    }
+
+    // The grpcurl that scripts/sandbox installed into ./.venv, when there is one.
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/grpcurl");
+    let grpcurl = match venv.canonicalize() {
+        Ok(p) if p.is_file() => p.display().to_string(),
+        _ => "grpcurl".to_string(),
+    };
+    println!(
+        r#"anchorwatch sandbox: a simulated cluster in the middle of a trust-anchor rotation
+  Kubernetes API (simulated): {kube_url}   kubeconfig: {kubeconfig}
+  aggregator gRPC:            {listen}   (pid {agg_pid})
+  agents:                     node-1, node-2, node-3 (pids {agent_pids})
+  logs:                       {logs}
+
+The bundle holds root ca2; some proxies still present leaves from ca1 (same name, other key).
+Findings appear within a few seconds. Try:
+
+  {grpcurl} -plaintext {listen} list
+  {grpcurl} -plaintext {listen} describe anchorwatch.v1.Query
+  {grpcurl} -plaintext {listen} anchorwatch.v1.Query/Summary
+  {grpcurl} -plaintext -d '{{"only_faulty": true}}' {listen} anchorwatch.v1.Query/ListPods
+  {grpcurl} -plaintext -d '{{"verdict": "VERDICT_STALE_LEAF"}}' {listen} anchorwatch.v1.Query/ListPods
+  {grpcurl} -plaintext -d '{{"namespace": "emojivoto", "name": "voting-6c8d9f-c1"}}' {listen} anchorwatch.v1.Query/GetPod
+  {grpcurl} -plaintext {listen} anchorwatch.v1.Query/ListNodes
+
+Type a command and Enter:
+  extend   add the old root ca1 to the bundle (as in a rotation's first step)
+  restore  the bundle holds ca2 only again
+  quit     stop everything (Ctrl-C does too)"#,
+        kube_url = kube.url(),
+        kubeconfig = kubeconfig.display(),
+        agg_pid = procs[0].pid(),
+        agent_pids = procs[1..]
+            .iter()
+            .map(|p| p.pid().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        logs = dir.path().display(),
+    );
+
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin_open = true;
+    let mut check = tokio::time::interval(Duration::from_secs(2));
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut term, mut hup) = (
+        signal(SignalKind::terminate())?,
+        signal(SignalKind::hangup())?,
+    );
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = hup.recv() => break,
+            line = lines.next_line(), if stdin_open => match line {
+                Ok(Some(l)) => match l.trim() {
+                    "extend" => {
+                        kube.apply_config_map(scenario::trust_roots(&[&scenario.pki.ca2.cert_pem, &scenario.pki.ca1.cert_pem]));
+                        println!("bundle: ca2 + ca1");
+                    }
+                    "restore" => {
+                        kube.apply_config_map(scenario::trust_roots(&[&scenario.pki.ca2.cert_pem]));
+                        println!("bundle: ca2");
+                    }
+                    "quit" | "exit" => break,
+                    "" => {}
+                    other => println!("unknown command {other:?}: extend, restore or quit"),
+                },
+                _ => stdin_open = false,
+            },
+            _ = check.tick() => {
+                for p in procs.iter_mut() {
+                    if !p.is_running() {
+                        eprintln!("{} exited; its log:\n{}", p.name, p.log_text());
+                        anyhow::bail!("{} exited", p.name);
+                    }
+                }
+            }
+        }
+    }
+    println!("stopping");
+    for mut p in procs {
+        p.stop(Duration::from_secs(3));
+    }
+    scenario.stop().await;
+    kube.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! Test support for anchorwatch: a simulated Kubernetes API server, simulated Linkerd proxies,
+//! certificate material, the rotation scenario, and starting the real binaries.
+
+pub mod kubesim;
+pub mod pki;
+pub mod process;
+pub mod proxysim;
+pub mod scenario;

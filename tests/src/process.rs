@@ -1,0 +1,171 @@
+//! Starting the real anchorwatch binaries as child processes, and stopping them by process id.
+
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Path of a workspace binary (`anchorwatch-agent`, `anchorwatch-aggregator`): next to the
+/// current executable or its parent (`target/debug` or `target/debug/deps`), or in
+/// `ANCHORWATCH_BIN_DIR`.
+pub fn bin(name: &str) -> anyhow::Result<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(d) = std::env::var_os("ANCHORWATCH_BIN_DIR") {
+        dirs.push(PathBuf::from(d));
+    }
+    let exe = std::env::current_exe()?;
+    if let Some(d) = exe.parent() {
+        dirs.push(d.to_path_buf());
+        if let Some(p) = d.parent() {
+            dirs.push(p.to_path_buf());
+        }
+    }
+    dirs.iter()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!(
+                "binary {name} not found in {dirs:?}: run `cargo build --workspace --bins` first"
+            )
+        })
+}
+
+/// A child process that is stopped (SIGTERM, then SIGKILL after a grace period) when dropped.
+pub struct Proc {
+    /// What it is, for messages.
+    pub name: String,
+    child: Child,
+    /// Where its stderr goes.
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `program` with `args` and `envs`, stderr and stdout to `log_dir/<name>.log`.
+    pub fn spawn(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        envs: &[(&str, String)],
+        log_dir: &Path,
+    ) -> anyhow::Result<Proc> {
+        let log = log_dir.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log)?;
+        let child = Command::new(program)
+            .args(args)
+            .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("cannot start {}", program.display()))?;
+        Ok(Proc {
+            name: name.to_string(),
+            child,
+            log,
+        })
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether it is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Its log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, wait up to `grace`, then SIGKILL.
+    pub fn stop(&mut self, grace: Duration) {
+        if !self.is_running() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status();
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline {
+            if !self.is_running() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(3));
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests run serially).
+pub fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Starts the aggregator against the API server of `kubeconfig`, gRPC on `listen`.
+pub fn aggregator(
+    kubeconfig: &Path,
+    listen: &str,
+    log_dir: &Path,
+    extra: &[&str],
+) -> anyhow::Result<Proc> {
+    let mut args = vec![
+        "--listen".to_string(),
+        listen.to_string(),
+        "--recheck-interval".into(),
+        "1s".into(),
+        "--log-level".into(),
+        "info,anchorwatch_aggregator=debug".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Proc::spawn(
+        "aggregator",
+        &bin("anchorwatch-aggregator")?,
+        &args,
+        &[("KUBECONFIG", kubeconfig.display().to_string())],
+        log_dir,
+    )
+}
+
+/// Starts an agent for `node`.
+pub fn agent(
+    kubeconfig: &Path,
+    node: &str,
+    aggregator_url: &str,
+    log_dir: &Path,
+    extra: &[&str],
+) -> anyhow::Result<Proc> {
+    let mut args = vec!["--aggregator".to_string(), aggregator_url.to_string()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    // Test-friendly defaults, unless `extra` sets them.
+    for (flag, value) in [
+        ("--probe-interval", "5s"),
+        ("--probe-timeout", "2s"),
+        ("--max-backoff", "2s"),
+    ] {
+        if !extra.contains(&flag) {
+            args.extend([flag.to_string(), value.to_string()]);
+        }
+    }
+    Proc::spawn(
+        &format!("agent-{node}"),
+        &bin("anchorwatch-agent")?,
+        &args,
+        &[
+            ("KUBECONFIG", kubeconfig.display().to_string()),
+            ("NODE_NAME", node.to_string()),
+        ],
+        log_dir,
+    )
+}

@@ -1,0 +1,581 @@
+//! End-to-end: the real agent and aggregator binaries against the simulated API server and
+//! simulated proxies, checked through the real grpcurl. Tests in this file run one at a time
+//! (they start several processes each); every wait is bounded.
+
+use anchorwatch_proto::v1 as pb;
+use anchorwatch_tests::kubesim::KubeSim;
+use anchorwatch_tests::process::{self, Proc};
+use anchorwatch_tests::scenario::{self, PodPlan, Scenario};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn grpcurl_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("GRPCURL") {
+        return p.into();
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/grpcurl");
+    if venv.is_file() {
+        return venv;
+    }
+    "grpcurl".into()
+}
+
+/// Runs the real grpcurl (plaintext) with a 20 s bound; stdout on success.
+async fn grpcurl(addr: &str, args: &[&str]) -> anyhow::Result<String> {
+    let mut cmd = tokio::process::Command::new(grpcurl_path());
+    cmd.arg("-plaintext").arg("-max-time").arg("10");
+    let (before, after): (Vec<&str>, Vec<&str>) = match args.iter().position(|a| *a == "--") {
+        Some(i) => (args[..i].to_vec(), args[i + 1..].to_vec()),
+        None => (vec![], args.to_vec()),
+    };
+    cmd.args(before).arg(addr).args(after).kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(20), cmd.output()).await??;
+    anyhow::ensure!(
+        out.status.success(),
+        "grpcurl {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+async fn call(addr: &str, method: &str, body: Value) -> anyhow::Result<Value> {
+    let body = body.to_string();
+    let out = grpcurl(addr, &["-d", &body, "--", method]).await?;
+    Ok(serde_json::from_str(&out)?)
+}
+
+/// Polls `f` every 500 ms until it returns `Some`, for at most `limit`.
+async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut last = String::new();
+    loop {
+        match f().await {
+            Ok(Some(v)) => return v,
+            Ok(None) => {}
+            Err(e) => last = e.to_string(),
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {limit:?} waiting for {what}; last error: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Verdicts per pod as `KIND` or `KIND:reason` (for chain and probe verdicts), sorted.
+fn verdicts_by_pod(list: &Value) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for pod in list["pods"].as_array().into_iter().flatten() {
+        let key = format!(
+            "{}/{}",
+            pod["namespace"].as_str().unwrap_or(""),
+            pod["name"].as_str().unwrap_or("")
+        );
+        let mut vs: Vec<String> = pod["verdicts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| {
+                let kind = v["verdict"]
+                    .as_str()
+                    .unwrap_or("")
+                    .trim_start_matches("VERDICT_")
+                    .to_string();
+                let reason = v["reason"].as_str().unwrap_or("");
+                match kind.as_str() {
+                    "STALE_LEAF" | "LEAF_EXPIRED" | "LEAF_NOT_YET_VALID" | "UNPROBED" => {
+                        format!("{kind}:{reason}")
+                    }
+                    _ => kind,
+                }
+            })
+            .collect();
+        vs.sort();
+        out.insert(key, vs);
+    }
+    out
+}
+
+fn expected(pods: &[PodPlan]) -> BTreeMap<String, Vec<String>> {
+    pods.iter()
+        .map(|p| {
+            let mut v: Vec<String> = p.expect.iter().map(|s| s.to_string()).collect();
+            v.sort();
+            (format!("{}/{}", p.namespace, p.name), v)
+        })
+        .collect()
+}
+
+struct Cluster {
+    kube: KubeSim,
+    scenario: Scenario,
+    kubeconfig: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+async fn cluster(net: u8, pods: Vec<PodPlan>) -> Cluster {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let kube = KubeSim::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    kube.write_kubeconfig(&kubeconfig).unwrap();
+    let scenario = Scenario::start(&kube, net, pods).await.unwrap();
+    Cluster {
+        kube,
+        scenario,
+        kubeconfig,
+        dir,
+    }
+}
+
+fn dump_logs(procs: &[Proc]) {
+    for p in procs {
+        eprintln!("===== {} =====\n{}", p.name, p.log_text());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_stale_leaves_are_reported_with_the_reason_a_proxy_logs() {
+    let _serial = SERIAL.lock().await;
+    let c = cluster(20, scenario::rotation_pods()).await;
+    let addr = format!("127.0.0.1:{}", process::free_port().unwrap());
+    let url = format!("http://{addr}");
+    let mut procs = vec![process::aggregator(&c.kubeconfig, &addr, c.dir.path(), &[]).unwrap()];
+    for n in 1..=3 {
+        procs.push(
+            process::agent(
+                &c.kubeconfig,
+                &scenario::node_name(n),
+                &url,
+                c.dir.path(),
+                &[],
+            )
+            .unwrap(),
+        );
+    }
+    let want = expected(&c.scenario.pods);
+
+    // Every pod judged as planned: exactly the pods whose chains the bundle rejects are faulty.
+    let got = eventually(
+        Duration::from_secs(60),
+        "every pod judged as expected",
+        || {
+            let addr = addr.clone();
+            let want = want.clone();
+            async move {
+                let list = call(
+                    &addr,
+                    "anchorwatch.v1.Query/ListPods",
+                    serde_json::json!({}),
+                )
+                .await?;
+                let got = verdicts_by_pod(&list);
+                Ok((got == want).then_some(got))
+            }
+        },
+    )
+    .await;
+    assert_eq!(got.len(), 12);
+
+    // Reflection as a user meets it.
+    let services = grpcurl(&addr, &["list"]).await.unwrap();
+    for s in [
+        "anchorwatch.v1.Query",
+        "anchorwatch.v1.Ingest",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ] {
+        assert!(
+            services.contains(s),
+            "{s} missing from grpcurl list:\n{services}"
+        );
+    }
+    let described = grpcurl(&addr, &["describe", "anchorwatch.v1.Query"])
+        .await
+        .unwrap();
+    assert!(
+        described.contains("rpc ListPods") && described.contains("Meshed pods with their verdicts"),
+        "{described}"
+    );
+    let described = grpcurl(&addr, &["describe", "anchorwatch.v1.VerdictDetail"])
+        .await
+        .unwrap();
+    assert!(described.contains("as rustls prints it"), "{described}");
+    let health = call(&addr, "grpc.health.v1.Health/Check", serde_json::json!({}))
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "SERVING");
+
+    // The faulty pods, with the reason the proxy itself would log.
+    let faulty = call(
+        &addr,
+        "anchorwatch.v1.Query/ListPods",
+        serde_json::json!({"only_faulty": true}),
+    )
+    .await
+    .unwrap();
+    let rejected: BTreeMap<String, Vec<String>> = verdicts_by_pod(&faulty)
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k,
+                v.into_iter()
+                    .filter(|v| v.starts_with("STALE_LEAF") || v.starts_with("LEAF_"))
+                    .collect(),
+            )
+        })
+        .collect();
+    let want_rejected: BTreeMap<String, Vec<String>> = [
+        ("emojivoto/voting-6c8d9f-c1", "STALE_LEAF:BadSignature"),
+        ("emojivoto/vote-bot-58f4d-d1", "STALE_LEAF:BadSignature"),
+        ("emojivoto/emoji-5f6b8c-b2", "STALE_LEAF:BadSignature"),
+        ("booksapp/books-64c9b-e1", "STALE_LEAF:UnknownIssuer"),
+        ("booksapp/authors-7bb5c-f1", "LEAF_EXPIRED:Expired"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), vec![v.to_string()]))
+    .collect();
+    assert_eq!(rejected, want_rejected);
+
+    // The full evidence of one BadSignature pod.
+    let pod = call(
+        &addr,
+        "anchorwatch.v1.Query/GetPod",
+        serde_json::json!({"namespace": "emojivoto", "name": "voting-6c8d9f-c1"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        pod["identityName"],
+        "voting.emojivoto.serviceaccount.identity.linkerd.cluster.local"
+    );
+    let chain = pod["presentedChain"].as_array().unwrap();
+    assert_eq!(chain.len(), 2);
+    assert_eq!(
+        chain[0]["dnsSans"][0],
+        "voting.emojivoto.serviceaccount.identity.linkerd.cluster.local"
+    );
+    assert_eq!(chain[1]["issuer"], "OU=None");
+    assert!(
+        pod.get("chainAnchor").is_none(),
+        "a stale leaf builds to no bundle anchor"
+    );
+    let ca1 = anchorwatch_aggregator_fingerprint(&c.scenario.pki.ca1.cert_der);
+    assert_eq!(pod["specAnchors"][0]["fingerprintSha256"], ca1.as_str());
+
+    // Extending the bundle with the old root changes the verdicts, with nothing restarted.
+    let pids: Vec<u32> = procs.iter().map(|p| p.pid()).collect();
+    c.kube.apply_config_map(scenario::trust_roots(&[
+        &c.scenario.pki.ca2.cert_pem,
+        &c.scenario.pki.ca1.cert_pem,
+    ]));
+    let after = eventually(
+        Duration::from_secs(10),
+        "verdicts after the bundle change",
+        || {
+            let addr = addr.clone();
+            async move {
+                let list = call(
+                    &addr,
+                    "anchorwatch.v1.Query/ListPods",
+                    serde_json::json!({}),
+                )
+                .await?;
+                let got = verdicts_by_pod(&list);
+                Ok(
+                    (got.get("emojivoto/vote-bot-58f4d-d1") == Some(&vec!["OK".to_string()]))
+                        .then_some(got),
+                )
+            }
+        },
+    )
+    .await;
+    assert_eq!(after["emojivoto/emoji-5f6b8c-b2"], vec!["OK"]);
+    assert_eq!(
+        after["emojivoto/voting-6c8d9f-c1"],
+        vec!["STALE_TRUST_BUNDLE"],
+        "its spec still lacks the issuer's anchor"
+    );
+    assert_eq!(
+        after["booksapp/books-64c9b-e1"],
+        vec!["STALE_LEAF:UnknownIssuer"]
+    );
+    let summary = call(&addr, "anchorwatch.v1.Query/Summary", serde_json::json!({}))
+        .await
+        .unwrap();
+    assert_eq!(summary["bundle"]["anchors"].as_array().unwrap().len(), 2);
+    assert_eq!(summary["nodesReporting"], 3);
+    for p in procs.iter_mut() {
+        assert!(p.is_running(), "{} exited", p.name);
+    }
+    assert_eq!(procs.iter().map(|p| p.pid()).collect::<Vec<_>>(), pids);
+
+    if std::thread::panicking() {
+        dump_logs(&procs);
+    }
+    drop(procs);
+    c.scenario.stop().await;
+    c.kube.shutdown().await;
+}
+
+fn anchorwatch_aggregator_fingerprint(der: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(der))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_yields_findings_and_every_process_keeps_running() {
+    let _serial = SERIAL.lock().await;
+    let mut pods = scenario::bad_input_pods();
+    pods.extend(
+        scenario::rotation_pods()
+            .into_iter()
+            .filter(|p| p.name == "web-7d9c5b-a1"),
+    );
+    let c = cluster(21, pods).await;
+    // No trust bundle at start.
+    c.kube
+        .delete_config_map(scenario::LINKERD_NS, "linkerd-identity-trust-roots");
+    let addr = format!("127.0.0.1:{}", process::free_port().unwrap());
+    let url = format!("http://{addr}");
+
+    // The agent starts while the aggregator is down.
+    let mut agent = process::agent(&c.kubeconfig, "node-1", &url, c.dir.path(), &[]).unwrap();
+    let log = eventually(
+        Duration::from_secs(15),
+        "the agent to report the aggregator unreachable",
+        || {
+            let text = agent.log_text();
+            async move { Ok(text.contains("report stream down").then_some(text)) }
+        },
+    )
+    .await;
+    assert!(log.contains("Connection refused"), "{log}");
+    assert!(agent.is_running());
+    let aggregator = process::aggregator(&c.kubeconfig, &addr, c.dir.path(), &[]).unwrap();
+
+    // A missing ConfigMap: no chain is judged, and the summary says why.
+    let summary = eventually(
+        Duration::from_secs(30),
+        "the missing bundle to be reported",
+        || {
+            let addr = addr.clone();
+            async move {
+                let s = call(&addr, "anchorwatch.v1.Query/Summary", serde_json::json!({})).await?;
+                Ok((s["pods"] == 4).then_some(s))
+            }
+        },
+    )
+    .await;
+    assert!(summary["bundle"].get("available").is_none(), "{summary}");
+    assert!(
+        summary["bundle"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not found"),
+        "{summary}"
+    );
+    let got = eventually(
+        Duration::from_secs(30),
+        "probe failures and an inconclusive chain",
+        || {
+            let addr = addr.clone();
+            async move {
+                let got = verdicts_by_pod(
+                    &call(
+                        &addr,
+                        "anchorwatch.v1.Query/ListPods",
+                        serde_json::json!({}),
+                    )
+                    .await?,
+                );
+                Ok(
+                    (got.get("faulty/hung-1") == Some(&vec!["UNPROBED:timeout".to_string()]))
+                        .then_some(got),
+                )
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        got["faulty/wrong-sni-1"],
+        vec!["UNPROBED:closed_before_server_hello"]
+    );
+    assert_eq!(got["emojivoto/web-7d9c5b-a1"], vec!["INCONCLUSIVE"]);
+    assert_eq!(
+        got["faulty/corrupt-env-1"],
+        vec!["CERT_UNREADABLE", "INCONCLUSIVE"]
+    );
+
+    // A bundle with garbage between blocks and a corrupt block: the good anchor is used.
+    let pem = format!(
+        "garbage before\n{}\nnoise\n-----BEGIN CERTIFICATE-----\nAAAA%%%%\n-----END CERTIFICATE-----\n",
+        c.scenario.pki.ca2.cert_pem
+    );
+    c.kube.apply_config_map(scenario::trust_roots(&[&pem]));
+    let want = expected(&c.scenario.pods);
+    eventually(
+        Duration::from_secs(15),
+        "verdicts once the bundle exists",
+        || {
+            let addr = addr.clone();
+            let want = want.clone();
+            async move {
+                let got = verdicts_by_pod(
+                    &call(
+                        &addr,
+                        "anchorwatch.v1.Query/ListPods",
+                        serde_json::json!({}),
+                    )
+                    .await?,
+                );
+                Ok((got == want).then_some(()))
+            }
+        },
+    )
+    .await;
+    let summary = call(&addr, "anchorwatch.v1.Query/Summary", serde_json::json!({}))
+        .await
+        .unwrap();
+    assert_eq!(summary["bundle"]["anchors"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        summary["bundle"]["unreadableBlocks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // A hand-made agent stream with a chain that is not DER and a pod without uid.
+    let mut client = pb::ingest_client::IngestClient::connect(url.clone())
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let garbage = pb::PodEvidence {
+        pod: Some(pb::PodRef {
+            namespace: "faulty".into(),
+            name: "not-der-1".into(),
+            uid: "uid-not-der".into(),
+        }),
+        node: "node-9".into(),
+        probe: Some(pb::ProbeResult {
+            at: None,
+            address: "127.21.9.1:4191".into(),
+            outcome: Some(pb::probe_result::Outcome::Chain(pb::PresentedChain {
+                certificates: vec![b"this is not DER".to_vec()],
+                ..Default::default()
+            })),
+        }),
+        ..Default::default()
+    };
+    let no_uid = pb::PodEvidence {
+        pod: Some(pb::PodRef {
+            namespace: "faulty".into(),
+            name: "no-uid".into(),
+            uid: String::new(),
+        }),
+        ..Default::default()
+    };
+    tx.send(pb::AgentMessage {
+        kind: Some(pb::agent_message::Kind::Snapshot(pb::NodeSnapshot {
+            node: "node-9".into(),
+            seq: 1,
+            pods: vec![garbage, no_uid],
+            ..Default::default()
+        })),
+    })
+    .await
+    .unwrap();
+    let mut replies = client
+        .report(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let ack = tokio::time::timeout(Duration::from_secs(10), replies.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        ack.kind,
+        Some(pb::aggregator_message::Kind::Ack(pb::Ack { seq: 1 }))
+    ));
+    let pod = call(
+        &addr,
+        "anchorwatch.v1.Query/GetPod",
+        serde_json::json!({"namespace": "faulty", "name": "not-der-1"}),
+    )
+    .await
+    .unwrap();
+    let verdicts = &pod["summary"]["verdicts"];
+    assert_eq!(verdicts[0]["verdict"], "VERDICT_CERT_UNREADABLE", "{pod}");
+    assert!(
+        verdicts[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("presented leaf"),
+        "{pod}"
+    );
+    let missing = grpcurl(
+        &addr,
+        &[
+            "-d",
+            r#"{"namespace":"faulty","name":"no-uid"}"#,
+            "--",
+            "anchorwatch.v1.Query/GetPod",
+        ],
+    )
+    .await;
+    assert!(missing.unwrap_err().to_string().contains("NotFound"));
+
+    // A stream whose first message is not a snapshot is refused with a clear status.
+    let (tx2, rx2) = tokio::sync::mpsc::channel(1);
+    tx2.send(pb::AgentMessage {
+        kind: Some(pb::agent_message::Kind::Heartbeat(pb::Heartbeat {
+            node: "node-8".into(),
+            sent_at: None,
+        })),
+    })
+    .await
+    .unwrap();
+    let mut replies2 = client
+        .report(tokio_stream::wrappers::ReceiverStream::new(rx2))
+        .await
+        .unwrap()
+        .into_inner();
+    let refused = tokio::time::timeout(Duration::from_secs(10), replies2.message())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(refused.message().contains("must be a snapshot"));
+
+    // Garbage bytes on the gRPC port.
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let _ = s.write_all(&[0xde, 0xad, 0xbe, 0xef].repeat(1000)).await;
+    }
+    let mut procs = vec![aggregator, agent];
+    let health = call(&addr, "grpc.health.v1.Health/Check", serde_json::json!({}))
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "SERVING");
+    for p in procs.iter_mut() {
+        assert!(p.is_running(), "{} exited:\n{}", p.name, p.log_text());
+    }
+    drop(tx);
+    drop(procs);
+    c.scenario.stop().await;
+    c.kube.shutdown().await;
+}
