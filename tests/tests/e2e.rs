@@ -270,6 +270,10 @@ async fn rotation_stale_leaves_are_reported_with_the_reason_a_proxy_logs() {
         pod.get("chainAnchor").is_none(),
         "a stale leaf builds to no bundle anchor"
     );
+    assert_eq!(
+        pod["metricsCertExpiry"], chain[0]["notAfter"],
+        "the proxy's expiry gauge is its leaf's notAfter"
+    );
     let ca1 = anchorwatch_aggregator_fingerprint(&c.scenario.pki.ca1.cert_der);
     assert_eq!(pod["specAnchors"][0]["fingerprintSha256"], ca1.as_str());
 
@@ -454,6 +458,63 @@ async fn bad_input_yields_findings_and_every_process_keeps_running() {
             .unwrap()
             .len(),
         1
+    );
+
+    // A real `linkerd inject` output (a native-sidecar proxy, no serviceAccountName), scheduled
+    // on node-1 with no proxy listening.
+    let text = anchorwatch_tests::pki::fixture("injected/inject_emojivoto_pod.golden.yml").unwrap();
+    let doc = serde_yaml::Deserializer::from_str(&text).next().unwrap();
+    let mut injected: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+    injected["spec"]["nodeName"] = "node-1".into();
+    injected["status"] = serde_json::json!({"phase": "Running", "podIP": "127.21.1.99"});
+    c.kube.apply_json(injected).unwrap();
+    let pod = eventually(
+        Duration::from_secs(20),
+        "the injected fixture pod to be judged",
+        || {
+            let addr = addr.clone();
+            async move {
+                let pod = call(
+                    &addr,
+                    "anchorwatch.v1.Query/GetPod",
+                    serde_json::json!({"namespace": "emojivoto", "name": "vote-bot"}),
+                )
+                .await?;
+                Ok(pod
+                    .get("probeError")
+                    .is_some_and(|e| e.as_str().unwrap_or("").starts_with("refused"))
+                    .then_some(pod))
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        pod["identityName"],
+        "default.emojivoto.serviceaccount.identity.linkerd.cluster.local"
+    );
+    let anchors_pem =
+        anchorwatch_tests::pki::fixture("cli-testdata/valid-trust-anchors.pem").unwrap();
+    let fixture_fp = anchorwatch_aggregator_fingerprint(
+        &anchorwatch_tests::pki::pem_to_der(&anchors_pem).unwrap(),
+    );
+    assert_eq!(
+        pod["specAnchors"][0]["fingerprintSha256"],
+        fixture_fp.as_str()
+    );
+    assert_eq!(
+        pod["specAnchors"][0]["subject"],
+        "CN=identity.linkerd.cluster.local"
+    );
+    let kinds: Vec<&str> = pod["summary"]["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["VERDICT_STALE_TRUST_BUNDLE", "VERDICT_UNPROBED"],
+        "its anchors are not the bundle's: {pod}"
     );
 
     // A hand-made agent stream with a chain that is not DER and a pod without uid.
