@@ -15,6 +15,8 @@
 //! `now`: LEAF_EXPIRED / LEAF_NOT_YET_VALID, the reason being what rustls reports: Expired,
 //! NotValidYet).
 
+pub mod trust_config;
+
 use crate::model::{ChainEvidence, PodRecord, ProbeEvidence, SpecAnchorsEvidence};
 use crate::trust::Trust;
 use crate::verify::{ChainError, Fingerprint, ParsedCert, Verifier, check_name};
