@@ -69,6 +69,18 @@ pub struct Args {
     #[arg(long, env = "ANCHORWATCH_AGGREGATOR_RECHECK_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub recheck_interval: Duration,
 
+    /// Lifetime of the leaves linkerd-identity issues (Helm `identity.issuer.issuanceLifetime`).
+    #[arg(long, env = "ANCHORWATCH_AGGREGATOR_ISSUANCE_LIFETIME", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub issuance_lifetime: Duration,
+
+    /// linkerd-identity's clock-skew allowance (Helm `identity.issuer.clockSkewAllowance`).
+    #[arg(long, env = "ANCHORWATCH_AGGREGATOR_CLOCK_SKEW_ALLOWANCE", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub clock_skew_allowance: Duration,
+
+    /// Warn this long before the issuer or a trust anchor expires (as `linkerd check`).
+    #[arg(long, env = "ANCHORWATCH_AGGREGATOR_EXPIRY_WARNING", default_value = "60days", value_parser = humantime::parse_duration)]
+    pub expiry_warning: Duration,
+
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `anchorwatch_aggregator=debug`.
     #[arg(long, env = "ANCHORWATCH_AGGREGATOR_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -162,6 +174,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .build_v1alpha()
         .context("cannot build the reflection service")?;
 
+    let delta = |d: Duration| chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX);
+    let limits = model::TrustLimits {
+        issuance_lifetime: delta(args.issuance_lifetime),
+        allowance: delta(args.clock_skew_allowance),
+        warn_before: delta(args.expiry_warning),
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -175,7 +193,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(ingest::IngestService::new(cluster.clone(), idle).svc())
-        .add_service(query::QueryService::new(cluster).svc())
+        .add_service(query::QueryService::new(cluster, limits).svc())
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             shutdown_signal(),

@@ -14,6 +14,7 @@
 //! A pod's analysis is recomputed when its evidence changes, for every pod when the trust
 //! configuration changes, and on `tick` (time passes: expiry, stale nodes).
 
+use crate::analysis::trust_config::{self, ConfigFinding, TrustConfig};
 use crate::analysis::{PodAnalysis, VerdictKind, pod_verdicts};
 use crate::trust::{BundleState, IssuerState, Trust};
 use crate::verify::{ParsedCert, PemBundle, Verifier};
@@ -131,6 +132,17 @@ pub struct PodEntry {
     pub record: PodRecord,
     /// Verdicts.
     pub analysis: PodAnalysis,
+}
+
+/// Linkerd's identity settings the trust checks depend on.
+#[derive(Clone, Debug)]
+pub struct TrustLimits {
+    /// Lifetime of the leaves identity issues (`identity.issuer.issuanceLifetime`).
+    pub issuance_lifetime: chrono::TimeDelta,
+    /// Identity's clock-skew allowance (`identity.issuer.clockSkewAllowance`).
+    pub allowance: chrono::TimeDelta,
+    /// Warn this long before the issuer or an anchor expires.
+    pub warn_before: chrono::TimeDelta,
 }
 
 /// Counts for the summary.
@@ -457,6 +469,31 @@ impl Cluster {
     /// Signature checks run so far (the rest were answered from cached facts).
     pub fn signature_checks(&self) -> u64 {
         self.verifier.signature_checks()
+    }
+
+    /// Cluster-level findings about the trust configuration at `now`, most severe first.
+    pub fn config_findings(
+        &mut self,
+        limits: &TrustLimits,
+        now: DateTime<Utc>,
+    ) -> Vec<ConfigFinding> {
+        let bundle = self.trust.bundle().cloned();
+        let issuer = match &self.trust.issuer {
+            IssuerState::Available(certs) => Some(certs.clone()),
+            _ => None,
+        };
+        let cfg = TrustConfig {
+            bundle: bundle.as_deref(),
+            linkerd_config: None,
+            issuer: issuer.as_deref(),
+            issuer_unreadable: 0,
+            issuance_lifetime: limits.issuance_lifetime,
+            allowance: limits.allowance,
+            warn_before: limits.warn_before,
+        };
+        let mut findings = trust_config::check(&cfg, &mut self.verifier, now);
+        findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.kind.cmp(&b.kind)));
+        findings
     }
 
     /// Bundle anchors the issuer chains to (signature and name, dates ignored).

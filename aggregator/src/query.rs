@@ -1,7 +1,7 @@
 //! The Query service: the cluster summary, pods with their verdicts and evidence, and nodes.
 
 use crate::ingest::lock;
-use crate::model::Cluster;
+use crate::model::{Cluster, TrustLimits};
 use crate::time::to_proto;
 use crate::wire;
 use anchorwatch_proto::v1 as pb;
@@ -12,12 +12,13 @@ use tonic::{Request, Response, Status};
 #[derive(Clone)]
 pub struct QueryService {
     cluster: Arc<Mutex<Cluster>>,
+    limits: TrustLimits,
 }
 
 impl QueryService {
-    /// A service reading `cluster`.
-    pub fn new(cluster: Arc<Mutex<Cluster>>) -> Self {
-        QueryService { cluster }
+    /// A service reading `cluster`, judging the trust configuration with `limits`.
+    pub fn new(cluster: Arc<Mutex<Cluster>>, limits: TrustLimits) -> Self {
+        QueryService { cluster, limits }
     }
 
     /// The tonic service.
@@ -54,6 +55,7 @@ impl pb::query_server::Query for QueryService {
     ) -> Result<Response<pb::ClusterSummary>, Status> {
         let mut cluster = lock(&self.cluster);
         let chains_to = cluster.issuer_anchors();
+        let findings = cluster.config_findings(&self.limits, chrono::Utc::now());
         let s = cluster.summary();
         Ok(Response::new(pb::ClusterSummary {
             bundle: Some(wire::trust_bundle(&cluster.trust)),
@@ -70,6 +72,7 @@ impl pb::query_server::Query for QueryService {
             nodes_reporting: s.nodes_reporting as u32,
             nodes_stale: s.nodes_stale as u32,
             updated_at: Some(to_proto(cluster.updated_at)),
+            findings: findings.iter().map(wire::config_finding).collect(),
         }))
     }
 

@@ -2,6 +2,7 @@
 //! Everything an agent sends is re-parsed here: raw DER and PEM in, parsed certificates out; an
 //! agent's own conclusions are never taken.
 
+use crate::analysis::trust_config::{ConfigFinding, Severity};
 use crate::analysis::{PodAnalysis, Verdict, VerdictKind};
 use crate::model::{
     ChainEvidence, NodeRecord, PodEntry, PodRecord, ProbeEvidence, SpecAnchorsEvidence,
@@ -307,5 +308,20 @@ pub fn issuer(t: &Trust, chains_to: &[Fingerprint]) -> pb::IssuerInfo {
         error,
         certificates,
         chains_to_anchors: chains_to.iter().map(|f| f.to_string()).collect(),
+    }
+}
+
+/// A trust-configuration finding on the wire.
+pub fn config_finding(f: &ConfigFinding) -> pb::ClusterFinding {
+    pb::ClusterFinding {
+        verdict: f.kind.name().to_string(),
+        severity: match f.severity {
+            Severity::Critical => "critical",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        }
+        .to_string(),
+        subject: f.subject.clone(),
+        detail: f.detail.clone(),
     }
 }

@@ -277,6 +277,18 @@ async fn rotation_stale_leaves_are_reported_with_the_reason_a_proxy_logs() {
     let ca1 = anchorwatch_aggregator_fingerprint(&c.scenario.pki.ca1.cert_der);
     assert_eq!(pod["specAnchors"][0]["fingerprintSha256"], ca1.as_str());
 
+    let summary = call(&addr, "anchorwatch.v1.Query/Summary", serde_json::json!({}))
+        .await
+        .unwrap();
+    assert!(
+        summary.get("findings").is_none(),
+        "a healthy trust configuration has no finding: {summary}"
+    );
+    assert_eq!(
+        summary["issuer"]["chainsToAnchors"][0],
+        anchorwatch_aggregator_fingerprint(&c.scenario.pki.ca2.cert_der).as_str()
+    );
+
     // Extending the bundle with the old root changes the verdicts, with nothing restarted.
     let pids: Vec<u32> = procs.iter().map(|p| p.pid()).collect();
     c.kube.apply_config_map(scenario::trust_roots(&[
@@ -318,6 +330,15 @@ async fn rotation_stale_leaves_are_reported_with_the_reason_a_proxy_logs() {
         .await
         .unwrap();
     assert_eq!(summary["bundle"]["anchors"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        summary["findings"][0]["verdict"], "ROTATION_IN_PROGRESS",
+        "{summary}"
+    );
+    assert_eq!(
+        summary["findings"].as_array().unwrap().len(),
+        1,
+        "{summary}"
+    );
     assert_eq!(summary["nodesReporting"], 3);
     for p in procs.iter_mut() {
         assert!(p.is_running(), "{} exited", p.name);
