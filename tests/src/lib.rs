@@ -1,6 +1,7 @@
 //! Test support for anchorwatch: a simulated Kubernetes API server, simulated Linkerd proxies,
 //! certificate material, the rotation scenario, and starting the real binaries.
 
+pub mod cases;
 pub mod kubesim;
 pub mod pki;
 pub mod process;
