@@ -15,6 +15,7 @@
 //! `now`: LEAF_EXPIRED / LEAF_NOT_YET_VALID, the reason being what rustls reports: Expired,
 //! NotValidYet).
 
+pub mod cluster;
 pub mod trust_config;
 
 use crate::model::{ChainEvidence, PodRecord, ProbeEvidence, SpecAnchorsEvidence};

@@ -51,6 +51,8 @@ pub struct BundleVersion {
     pub seen_at: DateTime<Utc>,
     /// The anchors' fingerprints.
     pub anchors: Vec<Fingerprint>,
+    /// The anchors.
+    pub certs: Vec<Arc<ParsedCert>>,
 }
 
 /// The issuer, as last read.
@@ -173,6 +175,7 @@ impl Trust {
             self.history.push(BundleVersion {
                 seen_at: now,
                 anchors: anchors.clone(),
+                certs: self.bundle().map(|b| b.certs.clone()).unwrap_or_default(),
             });
             if self.history.len() > HISTORY_LIMIT {
                 self.history.remove(0);
@@ -226,6 +229,16 @@ impl Trust {
                 .or_else(|| self.history.first()),
             None => self.history.last(),
         }
+    }
+
+    /// An anchor the bundle held at some point, by fingerprint.
+    pub fn history_cert(&self, fp: &Fingerprint) -> Option<Arc<ParsedCert>> {
+        self.history
+            .iter()
+            .rev()
+            .flat_map(|v| v.certs.iter())
+            .find(|c| c.fingerprint == *fp)
+            .cloned()
     }
 
     fn anchor_fingerprints(&self) -> Option<Vec<Fingerprint>> {

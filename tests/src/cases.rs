@@ -11,6 +11,7 @@
 mod load;
 mod materialise;
 mod pem;
+pub mod run;
 mod spec;
 
 pub use load::{

@@ -1,0 +1,352 @@
+//! The case runner: a materialised case becomes the aggregator's analysis input (the same types
+//! the live pipeline builds from agent reports and watches), the real analysis and planner run,
+//! and every `expect` field is checked.
+
+use super::{Materialised, Presented, SecretScheme, SpecAnchors, pem_blocks};
+use anchorwatch_aggregator::analysis::cluster::{
+    ClusterInput, IdentityInput, NodeClock, PodInput, Report, Settings, Workload, analyse,
+};
+use anchorwatch_aggregator::model::{ChainEvidence, PodRecord, ProbeEvidence, SpecAnchorsEvidence};
+use anchorwatch_aggregator::trust::{BundleState, Trust, TrustSources, read_bundle, read_issuer};
+use anchorwatch_aggregator::verify::{Fingerprint, Verifier, parse_der, parse_pem_bundle};
+use chrono::{DateTime, TimeDelta, Utc};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+const CONFIG_MAP: &str = "linkerd-identity-trust-roots";
+const KEY: &str = "ca-bundle.crt";
+
+fn delta(d: std::time::Duration) -> TimeDelta {
+    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
+}
+
+/// The analysis input a cluster in this state gives the aggregator.
+pub fn input(m: &Materialised) -> ClusterInput {
+    let ns = m.linkerd.namespace.clone();
+    let mut settings = Settings::new(&ns);
+    settings.allowance = delta(m.linkerd.clock_skew_allowance);
+    settings.issuance_lifetime = delta(m.linkerd.issuance_lifetime);
+    let sources = TrustSources {
+        namespace: ns.clone(),
+        config_map: CONFIG_MAP.into(),
+        key: KEY.into(),
+        secret: "linkerd-identity-issuer".into(),
+    };
+    let mut trust = Trust::new(sources.clone());
+    let bundle = |text: &str| {
+        read_bundle(
+            Some(&BTreeMap::from([(KEY.to_string(), text.to_string())])),
+            &sources,
+        )
+    };
+    // The bundle's history: what it held before its last change, then what it holds now.
+    let mut current_since = DateTime::<Utc>::MIN_UTC;
+    if let (Some(before), Some(changed)) = (&m.trust_roots_before, m.trust_roots_changed) {
+        trust.set_bundle(bundle(before), "before".into(), DateTime::<Utc>::MIN_UTC);
+        current_since = changed;
+    }
+    match &m.trust_roots {
+        Some(text) => trust.set_bundle(bundle(text), "current".into(), current_since),
+        None => trust.set_bundle(
+            BundleState::Unavailable(format!("ConfigMap {ns}/{CONFIG_MAP} not found")),
+            String::new(),
+            current_since,
+        ),
+    };
+    let mut issuer_unreadable = 0;
+    if let Some(secret) = &m.issuer_secret {
+        trust.set_issuer(read_issuer(Some(&secret.data), &sources));
+        let crt = if secret.scheme == SecretScheme::KubernetesTls {
+            "tls.crt"
+        } else {
+            "crt.pem"
+        };
+        if let Some(bytes) = secret.data.get(crt) {
+            issuer_unreadable = parse_pem_bundle(&String::from_utf8_lossy(bytes))
+                .unreadable
+                .len();
+        }
+    } else {
+        trust.set_issuer(anchorwatch_aggregator::trust::IssuerState::Unavailable(
+            "Secret not found".into(),
+        ));
+    }
+    let identity = m
+        .identity
+        .as_ref()
+        .map(|id| IdentityInput {
+            node: Some(id.node.clone()),
+            issuer: (!id.issuer_der.is_empty()).then(|| Fingerprint::of(&id.issuer_der)),
+            anchors: Some(
+                parse_pem_bundle(&id.anchors_pem)
+                    .certs
+                    .iter()
+                    .map(|c| c.fingerprint)
+                    .collect(),
+            ),
+            reachable: Some(id.reachable),
+        })
+        .unwrap_or_default();
+    let nodes = m
+        .nodes
+        .iter()
+        .map(|(n, spec)| {
+            (
+                n.clone(),
+                NodeClock {
+                    offset_s: spec.offset_s,
+                    bound_s: 0.0,
+                    remote: spec.remote.clone(),
+                },
+            )
+        })
+        .collect();
+    let pods = m
+        .pods
+        .iter()
+        .map(|p| {
+            let probe = match &p.presented {
+                Presented::Nothing => ProbeEvidence::Failed {
+                    kind: "closed_before_server_hello".into(),
+                    detail: "the proxy presents no certificate".into(),
+                },
+                Presented::Chain(ders) => {
+                    ProbeEvidence::Chain(anchorwatch_aggregator::wire::chain(ders))
+                }
+                Presented::Raw { text, .. } => ProbeEvidence::Chain(raw_chain(text)),
+            };
+            let spec_anchors = match &p.anchors {
+                SpecAnchors::Pem(text) => {
+                    SpecAnchorsEvidence::Pem(Arc::new(parse_pem_bundle(text)))
+                }
+                SpecAnchors::ConfigMap => SpecAnchorsEvidence::ConfigMap {
+                    name: CONFIG_MAP.into(),
+                    key: KEY.into(),
+                },
+            };
+            let logs_identity_unreachable = p.log.iter().any(|l| {
+                anchorwatch_proxylog::classify(l)
+                    .contains(anchorwatch_proxylog::Kind::IdentityUnreachable)
+            });
+            PodInput {
+                record: PodRecord {
+                    namespace: p.namespace.clone(),
+                    name: p.name.clone(),
+                    uid: p.full_name(),
+                    node: p.node.clone(),
+                    service_account: p.service_account.clone(),
+                    owners: p
+                        .owner
+                        .iter()
+                        .map(|o| format!("{}/{}", o.kind, o.name))
+                        .collect(),
+                    pod_ip: p.ip.map(|i| i.to_string()).unwrap_or_default(),
+                    phase: "Running".into(),
+                    proxy_version: m.linkerd.version.clone().unwrap_or_default(),
+                    proxy_started_at: p.started,
+                    identity_name: Some(p.identity_name.clone()),
+                    spec_anchors,
+                    probe,
+                    probed_at: Some(m.now),
+                    probe_address: String::new(),
+                    metrics_cert_expiry: None,
+                    problems: vec![],
+                    reported_at: m.now,
+                },
+                workload: p.owner.as_ref().map(|o| Workload {
+                    namespace: p.namespace.clone(),
+                    kind: o.kind.clone(),
+                    name: o.name.clone(),
+                }),
+                remote: p.remote.clone(),
+                logs_identity_unreachable,
+            }
+        })
+        .collect();
+    ClusterInput {
+        now: m.now,
+        settings,
+        trust,
+        linkerd_config: m
+            .linkerd_config_anchors
+            .as_deref()
+            .map(|t| Arc::new(parse_pem_bundle(t))),
+        issuer_unreadable,
+        identity,
+        nodes,
+        pods,
+    }
+}
+
+/// A presented chain given as literal PEM: every CERTIFICATE block in order, unreadable ones named.
+fn raw_chain(text: &str) -> ChainEvidence {
+    let mut out = ChainEvidence::default();
+    for (i, b) in pem_blocks(text)
+        .into_iter()
+        .filter(|b| b.label == "CERTIFICATE")
+        .enumerate()
+    {
+        match b.der.as_deref().map(parse_der) {
+            Some(Ok(c)) => out.certs.push(Arc::new(c)),
+            other => {
+                let why = match other {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "not base64".to_string(),
+                };
+                out.unreadable
+                    .push(format!("presented certificate {}: {why}", i + 1));
+                if i == 0 {
+                    out.leaf_unreadable = true;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Runs the real analysis on a case and returns every `expect` mismatch (empty: the case passes).
+pub fn run(m: &Materialised) -> (Report, Vec<String>) {
+    let input = input(m);
+    let report = analyse(&input, &mut Verifier::new());
+    let failures = check(m, &report);
+    (report, failures)
+}
+
+fn check(m: &Materialised, r: &Report) -> Vec<String> {
+    let e = &m.expect;
+    let mut out = Vec::new();
+    for v in &e.verdicts {
+        let hit = if v.name == "OK" {
+            r.has("OK", v.subject.as_deref())
+        } else {
+            r.has(&v.name, v.subject.as_deref())
+        };
+        if !hit {
+            out.push(format!(
+                "expected verdict {} not reported",
+                show(&v.name, &v.subject)
+            ));
+        }
+    }
+    for v in &e.must_not {
+        if r.has(&v.name, v.subject.as_deref()) {
+            out.push(format!(
+                "forbidden verdict {} reported",
+                show(&v.name, &v.subject)
+            ));
+        }
+    }
+    let want: BTreeSet<String> = e.affected.iter().cloned().collect();
+    if want != r.affected {
+        out.push(format!("affected: expected {want:?}, got {:?}", r.affected));
+    }
+    let restarted: Vec<String> = r
+        .plan
+        .restarts
+        .iter()
+        .map(|x| x.workload.to_string())
+        .collect();
+    let mut last = None;
+    for w in &e.restart {
+        let name = format!("{}/{}/{}", w.namespace, w.kind, w.name);
+        match restarted.iter().position(|x| *x == name) {
+            None => out.push(format!(
+                "plan does not restart {name} (restarts {restarted:?})"
+            )),
+            Some(i) => {
+                if e.ordered && last.is_some_and(|l| i < l) {
+                    out.push(format!("plan restarts {name} out of order ({restarted:?})"));
+                }
+                last = Some(i);
+            }
+        }
+    }
+    for x in &r.plan.restarts {
+        let w = super::WorkloadRef {
+            namespace: x.workload.namespace.clone(),
+            kind: x.workload.kind.clone(),
+            name: x.workload.name.clone(),
+        };
+        for g in &e.no_restart {
+            if g.matches(&w) {
+                out.push(format!(
+                    "plan restarts {} which no_restart forbids ({g:?})",
+                    x.workload
+                ));
+            }
+        }
+    }
+    for h in &e.held {
+        let name = format!("{}/{}/{}", h.namespace, h.kind, h.name);
+        if !r
+            .plan
+            .held
+            .iter()
+            .any(|x| x.target.to_string() == name && !x.reason.is_empty())
+        {
+            out.push(format!(
+                "plan does not hold {name} (holds {:?})",
+                r.plan
+                    .held
+                    .iter()
+                    .map(|h| h.target.to_string())
+                    .collect::<Vec<_>>()
+            ));
+        }
+    }
+    if e.escalate != r.plan.escalate {
+        out.push(format!(
+            "escalate: expected {}, got {}",
+            e.escalate, r.plan.escalate
+        ));
+    }
+    out
+}
+
+fn show(name: &str, subject: &Option<String>) -> String {
+    match subject {
+        Some(s) => format!("{name}({s})"),
+        None => name.to_string(),
+    }
+}
+
+/// A human-readable dump of a report, for failures.
+pub fn describe(r: &Report) -> String {
+    let mut s = String::new();
+    for (pod, a) in &r.pods {
+        let v: Vec<String> = a
+            .verdicts
+            .iter()
+            .map(|v| format!("{}[{}]", v.kind.name(), v.reason))
+            .collect();
+        s.push_str(&format!("  pod {pod}: {}\n", v.join(", ")));
+    }
+    for f in &r.findings {
+        s.push_str(&format!(
+            "  finding {}({}) {:?}: {} {:?}\n",
+            f.name,
+            f.subject.clone().unwrap_or_default(),
+            f.severity,
+            f.detail,
+            f.pods
+        ));
+    }
+    s.push_str(&format!(
+        "  affected: {:?}\n  phase: {:?}\n",
+        r.affected, r.phase
+    ));
+    for x in &r.plan.restarts {
+        s.push_str(&format!(
+            "  restart {} ({:?}, {:?}): {}\n",
+            x.workload, x.method, x.tier, x.reason
+        ));
+    }
+    for h in &r.plan.held {
+        s.push_str(&format!("  held {}: {}\n", h.target, h.reason));
+    }
+    s.push_str(&format!(
+        "  blockers: {:?}\n  escalate: {}\n",
+        r.plan.blockers, r.plan.escalate
+    ));
+    s
+}

@@ -1,0 +1,109 @@
+//! Every incident case of `shared/cases/` (and of the folders in `ANCHORWATCH_EXTRA_CASES`) runs
+//! through the real analysis and planner; each public case file is a named test.
+
+use anchorwatch_tests::cases::{self, run};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Case ids listed in `tests/cases/disputed.txt`, with the reason.
+fn disputed() -> BTreeMap<String, String> {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("cases/disputed.txt"))
+            .unwrap_or_default();
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| match l.split_once('#') {
+            Some((id, why)) => (id.trim().to_string(), why.trim().to_string()),
+            None => (l.to_string(), String::new()),
+        })
+        .collect()
+}
+
+/// Runs every step of one case file; panics with every mismatch of every undisputed step.
+fn run_file(path: &Path) {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let disputed = disputed();
+    let steps = cases::load_file(path).unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(!steps.is_empty(), "{} holds no case", path.display());
+    let mut failed = Vec::new();
+    for case in &steps {
+        let m = cases::materialise(case).unwrap_or_else(|e| panic!("{e:#}"));
+        let (report, failures) = run::run(&m);
+        if failures.is_empty() {
+            continue;
+        }
+        let text = format!(
+            "case {} (step {}):\n- {}\nreport:\n{}",
+            m.id,
+            m.step,
+            failures.join("\n- "),
+            run::describe(&report)
+        );
+        match disputed.get(&m.id) {
+            Some(why) => eprintln!("DISPUTED (not failing: {why})\n{text}"),
+            None => failed.push(text),
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+}
+
+fn shared(file: &str) -> std::path::PathBuf {
+    cases::shared_dir().join(file)
+}
+
+macro_rules! case_tests {
+    ($($name:ident => $file:literal,)*) => {
+        $(
+            #[test]
+            fn $name() {
+                run_file(&shared($file));
+            }
+        )*
+
+        /// Every public case file has its named test above.
+        #[test]
+        fn every_public_case_file_has_a_named_test() {
+            let named: std::collections::BTreeSet<&str> = [$($file),*].into_iter().collect();
+            let files = cases::load_dir(&cases::shared_dir()).unwrap();
+            for (path, _) in files {
+                let file = path.file_name().unwrap().to_str().unwrap().to_string();
+                assert!(named.contains(file.as_str()), "case file {file} has no named test in tests/tests/cases.rs");
+            }
+        }
+    };
+}
+
+case_tests! {
+    p01_name_mismatch => "p01-name-mismatch.yaml",
+    p02_corrupt_bundle_block => "p02-corrupt-bundle-block.yaml",
+    p03_bare_pod_stale => "p03-bare-pod-stale.yaml",
+    r01_stale_bundle_after_reinstall => "r01-stale-bundle-after-reinstall.yaml",
+    r02_old_anchor_removed_too_early => "r02-old-anchor-removed-too-early.yaml",
+    r03_leaf_outlives_short_lived_issuer => "r03-leaf-outlives-short-lived-issuer.yaml",
+    r05_anchor_rotated_without_overlap => "r05-anchor-rotated-without-overlap.yaml",
+    r07_vm_clock_behind => "r07-vm-clock-behind.yaml",
+    r08_identity_node_ntp_disabled => "r08-identity-node-ntp-disabled.yaml",
+    r10_p521_issuer => "r10-p521-issuer.yaml",
+    r12_check_false_positive_trust_bundle => "r12-check-false-positive-trust-bundle.yaml",
+    r13_viz_stale_after_anchor_upgrade => "r13-viz-stale-after-anchor-upgrade.yaml",
+    r14_trust_manager_rotation => "r14-trust-manager-rotation.yaml",
+    r17_cold_boot_after_issuer_expiry => "r17-cold-boot-after-issuer-expiry.yaml",
+    r18_leaves_expired_during_identity_outage => "r18-leaves-expired-during-identity-outage.yaml",
+}
+
+/// The folders of `ANCHORWATCH_EXTRA_CASES`, every file of each.
+#[test]
+fn extra_case_folders() {
+    for dir in cases::dirs_from_env().into_iter().skip(1) {
+        let files = cases::load_dir(&dir).unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(
+            !files.is_empty(),
+            "ANCHORWATCH_EXTRA_CASES folder {} holds no case",
+            dir.display()
+        );
+        for (path, _) in files {
+            run_file(&path);
+        }
+    }
+}
