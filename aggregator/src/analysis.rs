@@ -241,7 +241,24 @@ fn judge_chain(
             out.signed_by = signers(certs, &path.path, path.anchor);
         }
         Err(e) => {
-            out.signed_by = vec![None; certs.len()];
+            // Who signed what, even though no path reaches the bundle: the next certificate of
+            // the chain, or an anchor of the bundle or of the pod's own spec.
+            let spec: Vec<Arc<ParsedCert>> = match &pod.spec_anchors {
+                SpecAnchorsEvidence::Pem(b) => b.certs.clone(),
+                _ => Vec::new(),
+            };
+            out.signed_by = certs
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    certs[i + 1..]
+                        .iter()
+                        .chain(anchors.iter())
+                        .chain(spec.iter())
+                        .find(|p| p.fingerprint != c.fingerprint && issued_by(verifier, c, p))
+                        .map(|p| p.fingerprint)
+                })
+                .collect();
             out.verdicts.push(Verdict::new(
                 VerdictKind::StaleLeaf,
                 e.to_string(),

@@ -18,14 +18,22 @@ use tracing::{Instrument, debug, info, info_span, warn};
 pub struct IngestService {
     cluster: Arc<Mutex<Cluster>>,
     idle_timeout: Duration,
+    /// Turns true when the aggregator shuts down: every stream ends, so agents reconnect.
+    shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl IngestService {
-    /// A service writing into `cluster`. A stream silent for `idle_timeout` is closed.
-    pub fn new(cluster: Arc<Mutex<Cluster>>, idle_timeout: Duration) -> Self {
+    /// A service writing into `cluster`. A stream silent for `idle_timeout` is closed; every
+    /// stream ends when `shutdown` turns true.
+    pub fn new(
+        cluster: Arc<Mutex<Cluster>>,
+        idle_timeout: Duration,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
         IngestService {
             cluster,
             idle_timeout,
+            shutdown,
         }
     }
 
@@ -72,12 +80,21 @@ impl IngestService {
         &self,
         inbound: &mut Streaming<pb::AgentMessage>,
     ) -> Result<Option<pb::AgentMessage>, Status> {
-        match tokio::time::timeout(self.idle_timeout, inbound.message()).await {
-            Ok(r) => r,
-            Err(_) => Err(Status::deadline_exceeded(format!(
-                "no message for {:?}; reconnect and send a snapshot",
-                self.idle_timeout
-            ))),
+        let mut shutdown = self.shutdown.clone();
+        if *shutdown.borrow_and_update() {
+            return Err(Status::unavailable(
+                "the aggregator is shutting down; reconnect",
+            ));
+        }
+        tokio::select! {
+            r = tokio::time::timeout(self.idle_timeout, inbound.message()) => match r {
+                Ok(r) => r,
+                Err(_) => Err(Status::deadline_exceeded(format!(
+                    "no message for {:?}; reconnect and send a snapshot",
+                    self.idle_timeout
+                ))),
+            },
+            _ = shutdown.changed() => Err(Status::unavailable("the aggregator is shutting down; reconnect")),
         }
     }
 

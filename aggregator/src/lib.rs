@@ -62,6 +62,7 @@ pub struct Args {
     pub issuer_secret: String,
 
     /// A node whose agent sent nothing for this long is stale: its pods are not judged healthy.
+    /// A node whose agent stream closed is stale at once.
     #[arg(long, env = "ANCHORWATCH_AGGREGATOR_STALE_AFTER", default_value = "60s", value_parser = humantime::parse_duration)]
     pub stale_after: Duration,
 
@@ -186,20 +187,35 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(listen = %listener.local_addr()?, "anchorwatch aggregator serving gRPC");
     // Agents may be silent for a few heartbeats before a stream is dropped as idle.
     let idle = args.stale_after.max(Duration::from_secs(30));
-    tonic::transport::Server::builder()
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut stop_server = stop_rx.clone();
+    let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(health_svc)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(ingest::IngestService::new(cluster.clone(), idle).svc())
+        .add_service(ingest::IngestService::new(cluster.clone(), idle, stop_rx).svc())
         .add_service(query::QueryService::new(cluster, limits).svc())
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
-            shutdown_signal(),
-        )
-        .await
-        .context("gRPC server failed")?;
+            async move {
+                let _ = stop_server.changed().await;
+            },
+        );
+    tokio::pin!(server);
+    tokio::select! {
+        r = &mut server => r.context("gRPC server failed")?,
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down: closing agent streams");
+            let _ = stop_tx.send(true);
+            // Streams end at once; in-flight queries get a moment, never more.
+            match tokio::time::timeout(Duration::from_secs(5), &mut server).await {
+                Ok(r) => r.context("gRPC server failed")?,
+                Err(_) => tracing::warn!("connections still open after 5 s; exiting anyway"),
+            }
+        }
+    }
     tasks.abort_all();
     tracing::info!("shut down");
     Ok(())

@@ -38,6 +38,14 @@ enum QueryError {
     BadVerdict(i32),
 }
 
+/// A caller's string, cut short for an error message.
+fn clip(s: &str) -> String {
+    match s.char_indices().nth(80) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
 fn status(e: QueryError) -> Status {
     match e {
         QueryError::Missing(_) | QueryError::BadVerdict(_) => {
@@ -113,7 +121,8 @@ impl pb::query_server::Query for QueryService {
             Some(e) => Ok(Response::new(wire::pod_detail(e))),
             None => Err(status(QueryError::NoSuchPod(format!(
                 "{}/{}",
-                q.namespace, q.name
+                clip(&q.namespace),
+                clip(&q.name)
             )))),
         }
     }

@@ -9,19 +9,28 @@ use rcgen::{
 };
 use time::OffsetDateTime;
 
-/// Where Linkerd's test material lives (`shared/fixtures/linkerd`).
-pub fn fixtures_dir() -> std::path::PathBuf {
-    std::env::var_os("ANCHORWATCH_FIXTURES")
+/// The project's shared folder (Linkerd's fixtures, the incident cases): `ANCHORWATCH_SHARED`,
+/// else `shared/` beside the repository (as CI lays it out).
+pub fn shared_dir() -> std::path::PathBuf {
+    std::env::var_os("ANCHORWATCH_SHARED")
         .map(Into::into)
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/linkerd")
-        })
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
+}
+
+/// Where Linkerd's test material lives (`<shared>/fixtures/linkerd`).
+pub fn fixtures_dir() -> std::path::PathBuf {
+    shared_dir().join("fixtures/linkerd")
 }
 
 /// Reads a fixture file.
 pub fn fixture(path: &str) -> anyhow::Result<String> {
     let p = fixtures_dir().join(path);
-    std::fs::read_to_string(&p).with_context(|| format!("cannot read fixture {}", p.display()))
+    std::fs::read_to_string(&p).with_context(|| {
+        format!(
+            "cannot read fixture {}: the project's shared folder must sit beside the repository, or set ANCHORWATCH_SHARED to it",
+            p.display()
+        )
+    })
 }
 
 /// A certificate authority that can sign: a root or an issuer.

@@ -80,10 +80,10 @@ impl Proc {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// SIGTERM, wait up to `grace`, then SIGKILL.
-    pub fn stop(&mut self, grace: Duration) {
+    /// SIGTERM, wait up to `grace`, then SIGKILL. Returns whether it exited on SIGTERM.
+    pub fn stop(&mut self, grace: Duration) -> bool {
         if !self.is_running() {
-            return;
+            return true;
         }
         let _ = Command::new("kill")
             .arg("-TERM")
@@ -92,18 +92,19 @@ impl Proc {
         let deadline = std::time::Instant::now() + grace;
         while std::time::Instant::now() < deadline {
             if !self.is_running() {
-                return;
+                return true;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        false
     }
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        self.stop(Duration::from_secs(3));
+        let _ = self.stop(Duration::from_secs(3));
     }
 }
 

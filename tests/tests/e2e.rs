@@ -276,6 +276,9 @@ async fn rotation_stale_leaves_are_reported_with_the_reason_a_proxy_logs() {
     );
     let ca1 = anchorwatch_aggregator_fingerprint(&c.scenario.pki.ca1.cert_der);
     assert_eq!(pod["specAnchors"][0]["fingerprintSha256"], ca1.as_str());
+    // Who signed what, although the chain builds to no bundle anchor: the old root of its spec.
+    assert_eq!(chain[0]["signedBy"], chain[1]["fingerprintSha256"]);
+    assert_eq!(chain[1]["signedBy"], ca1.as_str());
 
     let summary = call(&addr, "anchorwatch.v1.Query/Summary", serde_json::json!({}))
         .await
@@ -344,6 +347,27 @@ async fn rotation_stale_leaves_are_reported_with_the_reason_a_proxy_logs() {
         assert!(p.is_running(), "{} exited", p.name);
     }
     assert_eq!(procs.iter().map(|p| p.pid()).collect::<Vec<_>>(), pids);
+
+    // SIGTERM ends the aggregator promptly although three agent streams are open, and the agents
+    // keep running and try to reconnect.
+    assert!(
+        procs[0].stop(Duration::from_secs(8)),
+        "the aggregator ignored SIGTERM:\n{}",
+        procs[0].log_text()
+    );
+    let agent_log = eventually(
+        Duration::from_secs(15),
+        "an agent to notice the aggregator left",
+        || {
+            let text = procs[1].log_text();
+            async move { Ok(text.contains("report stream down").then_some(text)) }
+        },
+    )
+    .await;
+    assert!(agent_log.contains("shutting down") || agent_log.contains("report stream down"));
+    for p in procs[1..].iter_mut() {
+        assert!(p.is_running(), "{} exited", p.name);
+    }
 
     if std::thread::panicking() {
         dump_logs(&procs);

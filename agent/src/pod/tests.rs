@@ -1,10 +1,17 @@
 use super::*;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/linkerd");
+/// The project's shared folder: `ANCHORWATCH_SHARED`, else `shared/` beside the repository.
+fn shared_dir() -> std::path::PathBuf {
+    std::env::var_os("ANCHORWATCH_SHARED")
+        .map(Into::into)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
+}
 
 fn fixture(path: &str) -> String {
-    std::fs::read_to_string(format!("{FIXTURES}/{path}")).expect("fixture readable")
+    let full = shared_dir().join("fixtures/linkerd").join(path);
+    std::fs::read_to_string(&full)
+        .unwrap_or_else(|e| panic!("fixture {}: {e} (set ANCHORWATCH_SHARED)", full.display()))
 }
 
 /// The first YAML document of a fixture (the golden files end with a `---` separator).

@@ -153,11 +153,8 @@ pub(super) const NOW: i64 = 1_750_000_000;
 pub(super) const DAY: i64 = 86_400;
 
 fn fixture(path: &str) -> Vec<u8> {
-    let full = format!(
-        "{}/../../shared/fixtures/linkerd/{path}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read(&full).unwrap_or_else(|e| panic!("fixture {full}: {e}"))
+    let full = anchorwatch_tests::pki::fixtures_dir().join(path);
+    std::fs::read(&full).unwrap_or_else(|e| panic!("fixture {}: {e}", full.display()))
 }
 
 fn fixture_cert(path: &str) -> Arc<ParsedCert> {

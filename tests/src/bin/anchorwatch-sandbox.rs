@@ -41,7 +41,7 @@ async fn main() -> anyhow::Result<()> {
   Kubernetes API (simulated): {kube_url}   kubeconfig: {kubeconfig}
   aggregator gRPC:            {listen}   (pid {agg_pid})
   agents:                     node-1, node-2, node-3 (pids {agent_pids})
-  logs:                       {logs}
+  logs:                       {logs}   (kept while the sandbox runs)
 
 The bundle holds root ca2; some proxies still present leaves from ca1 (same name, other key).
 Findings appear within a few seconds. Try:
@@ -72,6 +72,7 @@ Type a command and Enter:
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
     let mut check = tokio::time::interval(Duration::from_secs(2));
+    let mut reported: Vec<u32> = Vec::new();
     use tokio::signal::unix::{SignalKind, signal};
     let (mut term, mut hup) = (
         signal(SignalKind::terminate())?,
@@ -99,10 +100,12 @@ Type a command and Enter:
                 _ => stdin_open = false,
             },
             _ = check.tick() => {
+                // A process that exits (or that you stopped, to watch a node turn stale) is
+                // reported once; the rest of the sandbox keeps running.
                 for p in procs.iter_mut() {
-                    if !p.is_running() {
-                        eprintln!("{} exited; its log:\n{}", p.name, p.log_text());
-                        anyhow::bail!("{} exited", p.name);
+                    if !reported.contains(&p.pid()) && !p.is_running() {
+                        reported.push(p.pid());
+                        println!("{} (pid {}) exited; its log: {}", p.name, p.pid(), p.log.display());
                     }
                 }
             }
@@ -114,5 +117,7 @@ Type a command and Enter:
     }
     scenario.stop().await;
     kube.shutdown().await;
-    Ok(())
+    drop(dir);
+    // Reading stdin parks a thread the runtime would wait for: exit now that all is stopped.
+    std::process::exit(0)
 }

@@ -16,7 +16,7 @@ pub const EXTRA_CASES_ENV: &str = "ANCHORWATCH_EXTRA_CASES";
 
 /// The shared case folder (`shared/cases` next to the workspace).
 pub fn shared_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/cases"))
+    crate::pki::shared_dir().join("cases")
 }
 
 /// The shared case folder, then each folder of `ANCHORWATCH_EXTRA_CASES`.

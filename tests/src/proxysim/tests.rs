@@ -12,7 +12,6 @@ use rustls::pki_types::{ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_rustls::TlsConnector;
 
-const FIXTURES: &str = "/work/shared/fixtures/linkerd/proxy-test-util";
 const NAME: &str = "foo.ns1.serviceaccount.identity.linkerd.cluster.local";
 const OTHER_NAME: &str = "bar.ns1.serviceaccount.identity.linkerd.cluster.local";
 /// Bound on any single network step of a test.
@@ -28,8 +27,8 @@ struct Ca {
 }
 
 fn fixture_ca(n: u8) -> Ca {
-    let cert_pem = std::fs::read_to_string(format!("{FIXTURES}/ca{n}.pem")).unwrap();
-    let key_pem = std::fs::read_to_string(format!("{FIXTURES}/ca{n}-key.pem")).unwrap();
+    let cert_pem = crate::pki::fixture(&format!("proxy-test-util/ca{n}.pem")).unwrap();
+    let key_pem = crate::pki::fixture(&format!("proxy-test-util/ca{n}-key.pem")).unwrap();
     let cert_der = rustls_pki_types::pem::PemObject::from_pem_slice(cert_pem.as_bytes())
         .map(|c: CertificateDer<'static>| c.to_vec())
         .unwrap();
