@@ -35,6 +35,8 @@ pub struct MeshedPod {
     pub service_account: String,
     /// metadata.ownerReferences.
     pub owners: Vec<Owner>,
+    /// The `pod-template-hash` label (names the Deployment behind a ReplicaSet owner).
+    pub pod_template_hash: String,
     /// status.podIP, when assigned.
     pub pod_ip: Option<std::net::IpAddr>,
     /// status.phase.
@@ -198,6 +200,12 @@ pub fn meshed_pod(pod: &Pod) -> Option<MeshedPod> {
                 controller: o.controller.unwrap_or(false),
             })
             .collect(),
+        pod_template_hash: meta
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("pod-template-hash"))
+            .cloned()
+            .unwrap_or_default(),
         pod_ip,
         phase: status.and_then(|s| s.phase.clone()).unwrap_or_default(),
         proxy: proxy(

@@ -176,11 +176,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .context("cannot build the reflection service")?;
 
     let delta = |d: Duration| chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX);
-    let limits = model::TrustLimits {
-        issuance_lifetime: delta(args.issuance_lifetime),
-        allowance: delta(args.clock_skew_allowance),
-        warn_before: delta(args.expiry_warning),
-    };
+    let mut settings = analysis::cluster::Settings::new(&args.linkerd_namespace);
+    settings.issuance_lifetime = delta(args.issuance_lifetime);
+    settings.allowance = delta(args.clock_skew_allowance);
+    settings.warn_before = delta(args.expiry_warning);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -196,7 +195,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(ingest::IngestService::new(cluster.clone(), idle, stop_rx).svc())
-        .add_service(query::QueryService::new(cluster, limits).svc())
+        .add_service(query::QueryService::new(cluster, settings).svc())
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             async move {

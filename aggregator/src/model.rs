@@ -14,7 +14,9 @@
 //! A pod's analysis is recomputed when its evidence changes, for every pod when the trust
 //! configuration changes, and on `tick` (time passes: expiry, stale nodes).
 
-use crate::analysis::trust_config::{self, ConfigFinding, TrustConfig};
+use crate::analysis::cluster::{
+    ClusterInput, IdentityInput, NodeClock, PodInput, Report, Settings, Workload, analyse,
+};
 use crate::analysis::{PodAnalysis, VerdictKind, pod_verdicts};
 use crate::trust::{BundleState, IssuerState, Trust};
 use crate::verify::{ParsedCert, PemBundle, Verifier};
@@ -35,8 +37,10 @@ pub struct PodRecord {
     pub node: String,
     /// Service account.
     pub service_account: String,
-    /// Owners as `Kind/name`.
+    /// Owners as `Kind/name`, the controller first.
     pub owners: Vec<String>,
+    /// The `pod-template-hash` label, when set.
+    pub pod_template_hash: String,
     /// Pod IP, as reported.
     pub pod_ip: String,
     /// Pod phase.
@@ -132,17 +136,6 @@ pub struct PodEntry {
     pub record: PodRecord,
     /// Verdicts.
     pub analysis: PodAnalysis,
-}
-
-/// Linkerd's identity settings the trust checks depend on.
-#[derive(Clone, Debug)]
-pub struct TrustLimits {
-    /// Lifetime of the leaves identity issues (`identity.issuer.issuanceLifetime`).
-    pub issuance_lifetime: chrono::TimeDelta,
-    /// Identity's clock-skew allowance (`identity.issuer.clockSkewAllowance`).
-    pub allowance: chrono::TimeDelta,
-    /// Warn this long before the issuer or an anchor expires.
-    pub warn_before: chrono::TimeDelta,
 }
 
 /// Counts for the summary.
@@ -471,29 +464,70 @@ impl Cluster {
         self.verifier.signature_checks()
     }
 
-    /// Cluster-level findings about the trust configuration at `now`, most severe first.
-    pub fn config_findings(
-        &mut self,
-        limits: &TrustLimits,
-        now: DateTime<Utc>,
-    ) -> Vec<ConfigFinding> {
-        let bundle = self.trust.bundle().cloned();
-        let issuer = match &self.trust.issuer {
-            IssuerState::Available(certs) => Some(certs.clone()),
-            _ => None,
+    /// The whole-cluster analysis at `now` (DESIGN section 5): findings, affected pods, phase,
+    /// plan. Identity is located by its pod: its node, the issuer its own fresh leaf reveals, and
+    /// the bundle it read at start. Node clocks are not measured yet, so nodes are INCONCLUSIVE.
+    pub fn report(&mut self, settings: &Settings, now: DateTime<Utc>) -> Report {
+        let pods: Vec<PodInput> = self
+            .pods()
+            .map(|e| PodInput {
+                record: e.record.clone(),
+                workload: workload(&e.record),
+                remote: None,
+                logs_identity_unreachable: false,
+            })
+            .collect();
+        let identity_pod = pods.iter().find(|p| {
+            p.record.namespace == settings.linkerd_namespace
+                && (p.record.service_account == "linkerd-identity"
+                    || p.workload
+                        .as_ref()
+                        .is_some_and(|w| w.name == "linkerd-identity"))
+        });
+        let identity = match identity_pod {
+            Some(p) => IdentityInput {
+                node: Some(p.record.node.clone()),
+                issuer: match &p.record.probe {
+                    ProbeEvidence::Chain(c) => c.certs.get(1).map(|i| i.fingerprint),
+                    _ => None,
+                },
+                anchors: match &p.record.spec_anchors {
+                    SpecAnchorsEvidence::ConfigMap { .. } => self
+                        .trust
+                        .anchors_at(p.record.proxy_started_at)
+                        .map(|v| v.anchors.clone()),
+                    _ => None,
+                },
+                reachable: None,
+            },
+            None => IdentityInput::default(),
         };
-        let cfg = TrustConfig {
-            bundle: bundle.as_deref(),
+        let nodes = self
+            .nodes
+            .keys()
+            .map(|n| (n.clone(), NodeClock::default()))
+            .collect();
+        let input = ClusterInput {
+            now,
+            settings: settings.clone(),
+            trust: self.trust.clone(),
             linkerd_config: None,
-            issuer: issuer.as_deref(),
             issuer_unreadable: 0,
-            issuance_lifetime: limits.issuance_lifetime,
-            allowance: limits.allowance,
-            warn_before: limits.warn_before,
+            identity,
+            nodes,
+            pods,
         };
-        let mut findings = trust_config::check(&cfg, &mut self.verifier, now);
-        findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.kind.cmp(&b.kind)));
-        findings
+        let mut report = analyse(&input, &mut self.verifier);
+        // Pods on stale nodes keep the model's INCONCLUSIVE verdicts.
+        for e in self.pods.values() {
+            if let Some(a) = report
+                .pods
+                .get_mut(&format!("{}/{}", e.record.namespace, e.record.name))
+            {
+                *a = e.analysis.clone();
+            }
+        }
+        report
     }
 
     /// Bundle anchors the issuer chains to (signature and name, dates ignored).
@@ -511,6 +545,23 @@ impl Cluster {
             .map(|a| a.fingerprint)
             .collect()
     }
+}
+
+/// The workload a restart rolls: the controller owner, with a ReplicaSet named
+/// `<deployment>-<pod-template-hash>` resolved to its Deployment; `None` for a bare pod.
+pub fn workload(r: &PodRecord) -> Option<Workload> {
+    let (kind, name) = r.owners.first()?.split_once('/')?;
+    let (kind, name) = match name.strip_suffix(&format!("-{}", r.pod_template_hash)) {
+        Some(deployment) if kind == "ReplicaSet" && !r.pod_template_hash.is_empty() => {
+            ("Deployment", deployment)
+        }
+        _ => (kind, name),
+    };
+    Some(Workload {
+        namespace: r.namespace.clone(),
+        kind: kind.to_string(),
+        name: name.to_string(),
+    })
 }
 
 #[cfg(test)]

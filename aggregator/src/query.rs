@@ -1,7 +1,8 @@
 //! The Query service: the cluster summary, pods with their verdicts and evidence, and nodes.
 
+use crate::analysis::cluster::Settings;
 use crate::ingest::lock;
-use crate::model::{Cluster, TrustLimits};
+use crate::model::Cluster;
 use crate::time::to_proto;
 use crate::wire;
 use anchorwatch_proto::v1 as pb;
@@ -12,13 +13,41 @@ use tonic::{Request, Response, Status};
 #[derive(Clone)]
 pub struct QueryService {
     cluster: Arc<Mutex<Cluster>>,
-    limits: TrustLimits,
+    settings: Settings,
 }
 
 impl QueryService {
-    /// A service reading `cluster`, judging the trust configuration with `limits`.
-    pub fn new(cluster: Arc<Mutex<Cluster>>, limits: TrustLimits) -> Self {
-        QueryService { cluster, limits }
+    /// A service reading `cluster`, analysing it with `settings`.
+    pub fn new(cluster: Arc<Mutex<Cluster>>, settings: Settings) -> Self {
+        QueryService { cluster, settings }
+    }
+
+    /// The summary now, with the whole-cluster analysis.
+    fn summary_now(&self) -> pb::ClusterSummary {
+        let mut cluster = lock(&self.cluster);
+        let chains_to = cluster.issuer_anchors();
+        let report = cluster.report(&self.settings, chrono::Utc::now());
+        let s = cluster.summary();
+        pb::ClusterSummary {
+            bundle: Some(wire::trust_bundle(&cluster.trust)),
+            issuer: Some(wire::issuer(&cluster.trust, &chains_to)),
+            pods: s.pods as u32,
+            verdicts: s
+                .verdicts
+                .iter()
+                .map(|(k, n)| pb::VerdictCount {
+                    verdict: wire::verdict_kind(*k) as i32,
+                    pods: *n as u32,
+                })
+                .collect(),
+            nodes_reporting: s.nodes_reporting as u32,
+            nodes_stale: s.nodes_stale as u32,
+            updated_at: Some(to_proto(cluster.updated_at)),
+            findings: wire::findings(&report.findings),
+            rotation_phase: Some(wire::phase(&report.phase)),
+            plan: Some(wire::plan(&report.plan)),
+            affected: report.affected.iter().cloned().collect(),
+        }
     }
 
     /// The tonic service.
@@ -61,27 +90,41 @@ impl pb::query_server::Query for QueryService {
         &self,
         _: Request<pb::SummaryRequest>,
     ) -> Result<Response<pb::ClusterSummary>, Status> {
-        let mut cluster = lock(&self.cluster);
-        let chains_to = cluster.issuer_anchors();
-        let findings = cluster.config_findings(&self.limits, chrono::Utc::now());
-        let s = cluster.summary();
-        Ok(Response::new(pb::ClusterSummary {
-            bundle: Some(wire::trust_bundle(&cluster.trust)),
-            issuer: Some(wire::issuer(&cluster.trust, &chains_to)),
-            pods: s.pods as u32,
-            verdicts: s
-                .verdicts
-                .iter()
-                .map(|(k, n)| pb::VerdictCount {
-                    verdict: wire::verdict_kind(*k) as i32,
-                    pods: *n as u32,
-                })
-                .collect(),
-            nodes_reporting: s.nodes_reporting as u32,
-            nodes_stale: s.nodes_stale as u32,
-            updated_at: Some(to_proto(cluster.updated_at)),
-            findings: findings.iter().map(wire::config_finding).collect(),
-        }))
+        Ok(Response::new(self.summary_now()))
+    }
+
+    type WatchStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::ClusterSummary, Status>> + Send>>;
+
+    async fn watch(
+        &self,
+        _: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let svc = self.clone();
+        tokio::spawn(async move {
+            // Sends the summary whenever what it says changes (the timestamp aside); ends when
+            // the caller goes away.
+            let mut last: Option<pb::ClusterSummary> = None;
+            let mut every = tokio::time::interval(std::time::Duration::from_millis(500));
+            loop {
+                every.tick().await;
+                let now = svc.summary_now();
+                let mut key = now.clone();
+                key.updated_at = None;
+                if last.as_ref() != Some(&key) {
+                    if tx.send(Ok(now)).await.is_err() {
+                        return;
+                    }
+                    last = Some(key);
+                } else if tx.is_closed() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn list_pods(

@@ -2,7 +2,8 @@
 //! Everything an agent sends is re-parsed here: raw DER and PEM in, parsed certificates out; an
 //! agent's own conclusions are never taken.
 
-use crate::analysis::trust_config::{ConfigFinding, Severity};
+use crate::analysis::cluster::{Finding, Method, Phase, Plan, Tier};
+use crate::analysis::trust_config::Severity;
 use crate::analysis::{PodAnalysis, Verdict, VerdictKind};
 use crate::model::{
     ChainEvidence, NodeRecord, PodEntry, PodRecord, ProbeEvidence, SpecAnchorsEvidence,
@@ -97,11 +98,15 @@ pub fn pod_record(
         uid: pod.uid,
         node: node.to_string(),
         service_account: e.service_account,
-        owners: e
-            .owners
-            .into_iter()
-            .map(|o| format!("{}/{}", o.kind, o.name))
-            .collect(),
+        owners: {
+            let mut owners = e.owners;
+            owners.sort_by_key(|o| !o.controller);
+            owners
+                .into_iter()
+                .map(|o| format!("{}/{}", o.kind, o.name))
+                .collect()
+        },
+        pod_template_hash: e.pod_template_hash,
         pod_ip: e.pod_ip,
         phase: e.phase,
         proxy_version: proxy.version,
@@ -311,17 +316,104 @@ pub fn issuer(t: &Trust, chains_to: &[Fingerprint]) -> pb::IssuerInfo {
     }
 }
 
-/// A trust-configuration finding on the wire.
-pub fn config_finding(f: &ConfigFinding) -> pb::ClusterFinding {
-    pb::ClusterFinding {
-        verdict: f.kind.name().to_string(),
-        severity: match f.severity {
-            Severity::Critical => "critical",
-            Severity::Warning => "warning",
-            Severity::Info => "info",
-        }
-        .to_string(),
-        subject: f.subject.clone(),
-        detail: f.detail.clone(),
+/// Cluster findings on the wire, most severe first.
+pub fn findings(f: &[Finding]) -> Vec<pb::ClusterFinding> {
+    let mut sorted: Vec<&Finding> = f.iter().collect();
+    sorted.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.name.cmp(b.name)));
+    sorted
+        .into_iter()
+        .map(|f| pb::ClusterFinding {
+            verdict: f.name.to_string(),
+            severity: match f.severity {
+                Severity::Critical => "critical",
+                Severity::Warning => "warning",
+                Severity::Info => "info",
+            }
+            .to_string(),
+            subject: f.subject.clone().unwrap_or_default(),
+            detail: f.detail.clone(),
+            pods: f.pods.clone(),
+        })
+        .collect()
+}
+
+/// The rotation phase on the wire.
+pub fn phase(p: &Phase) -> pb::RotationPhase {
+    let (phase, next, waiting) = match p {
+        Phase::Steady => (
+            "steady",
+            "none: one anchor, and the issuer chains to it".to_string(),
+            vec![],
+        ),
+        Phase::BundleExtended { waiting } => (
+            "bundle_extended",
+            format!(
+                "switch the issuer to one under the new anchor once every proxy holds it ({} do not yet)",
+                waiting.len()
+            ),
+            waiting.clone(),
+        ),
+        Phase::IssuerSwitched { waiting } => (
+            "issuer_switched",
+            format!(
+                "remove the old anchor once no live leaf chains only to it ({} still do)",
+                waiting.len()
+            ),
+            waiting.clone(),
+        ),
+        Phase::OldAnchorRemoved { waiting } => (
+            "old_anchor_removed",
+            format!(
+                "{} pods still depend on the removed anchor: restart them, or put the anchor back",
+                waiting.len()
+            ),
+            waiting.clone(),
+        ),
+        Phase::Unknown => (
+            "unknown",
+            "the bundle or the issuer cannot be judged".to_string(),
+            vec![],
+        ),
+    };
+    pb::RotationPhase {
+        phase: phase.to_string(),
+        next_step: next,
+        waiting,
+    }
+}
+
+/// The plan on the wire.
+pub fn plan(p: &Plan) -> pb::Plan {
+    pb::Plan {
+        restarts: p
+            .restarts
+            .iter()
+            .map(|r| pb::PlannedRestart {
+                workload: r.workload.to_string(),
+                method: match r.method {
+                    Method::RolloutRestart => "rollout_restart",
+                    Method::Evict => "evict",
+                }
+                .to_string(),
+                tier: match r.tier {
+                    Tier::ControlPlane => "control_plane",
+                    Tier::Extension => "extension",
+                    Tier::Workload => "workload",
+                }
+                .to_string(),
+                pods: r.pods.clone(),
+                reason: r.reason.clone(),
+            })
+            .collect(),
+        held: p
+            .held
+            .iter()
+            .map(|h| pb::HeldTarget {
+                target: h.target.to_string(),
+                reason: h.reason.clone(),
+            })
+            .collect(),
+        blockers: p.blockers.clone(),
+        escalate: p.escalate,
     }
 }

@@ -386,13 +386,15 @@ pub fn pod(plan: &PodPlan, ip: IpAddr, pki: &Pki) -> anyhow::Result<Pod> {
         .rsplit_once('-')
         .map(|(o, _)| o)
         .unwrap_or(plan.name);
+    // Pods of a Deployment: owned by ReplicaSet `<deployment>-<hash>`, labelled with the hash.
+    let hash = owner.rsplit_once('-').map(|(_, h)| h).unwrap_or_default();
     let started = chrono::Utc::now() - chrono::Duration::hours(1);
     let value = json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {
             "name": plan.name, "namespace": plan.namespace,
             "annotations": {"linkerd.io/proxy-version": "edge-25.4.1"},
-            "labels": {"linkerd.io/control-plane-ns": LINKERD_NS},
+            "labels": {"linkerd.io/control-plane-ns": LINKERD_NS, "pod-template-hash": hash},
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": owner, "uid": format!("rs-{owner}"), "controller": true}]
         },
         "spec": {

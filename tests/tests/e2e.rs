@@ -284,12 +284,79 @@ async fn rotation_stale_leaves_are_reported_with_the_reason_a_proxy_logs() {
         .await
         .unwrap();
     assert!(
-        summary.get("findings").is_none(),
-        "a healthy trust configuration has no finding: {summary}"
+        !summary["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["subject"] == "secret/linkerd-identity-issuer"),
+        "a healthy issuer has no finding: {summary}"
     );
     assert_eq!(
         summary["issuer"]["chainsToAnchors"][0],
         anchorwatch_aggregator_fingerprint(&c.scenario.pki.ca2.cert_der).as_str()
+    );
+
+    // The analysis: the stale pods are affected; a restart of their Deployments fixes them, the
+    // pod lacking the issuer's anchor first; the leaves chaining to ca1, which only those pods'
+    // own anchors hold, make this an unsafe removal of ca1.
+    let affected: Vec<&str> = summary["affected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(affected.len(), 5, "{summary}");
+    assert_eq!(
+        summary["rotationPhase"]["phase"], "old_anchor_removed",
+        "{summary}"
+    );
+    let restarts: Vec<&str> = summary["plan"]["restarts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["workload"].as_str().unwrap())
+        .collect();
+    assert_eq!(restarts[0], "emojivoto/Deployment/voting", "{summary}");
+    let mut sorted = restarts.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        vec![
+            "booksapp/Deployment/authors",
+            "booksapp/Deployment/books",
+            "emojivoto/Deployment/emoji",
+            "emojivoto/Deployment/vote-bot",
+            "emojivoto/Deployment/voting"
+        ],
+        "{summary}"
+    );
+    assert!(
+        summary["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["verdict"] == "UNSAFE_ANCHOR_REMOVAL")
+    );
+
+    // The watch stream sends the summary at once.
+    let watched = tokio::process::Command::new(grpcurl_path())
+        .args([
+            "-plaintext",
+            "-max-time",
+            "2",
+            &addr,
+            "anchorwatch.v1.Query/Watch",
+        ])
+        .kill_on_drop(true)
+        .output();
+    let watched = tokio::time::timeout(Duration::from_secs(10), watched)
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&watched.stdout);
+    assert!(
+        text.contains("\"rotationPhase\"") && text.contains("emojivoto/Deployment/voting"),
+        "{text}"
     );
 
     // Extending the bundle with the old root changes the verdicts, with nothing restarted.
@@ -333,14 +400,16 @@ async fn rotation_stale_leaves_are_reported_with_the_reason_a_proxy_logs() {
         .await
         .unwrap();
     assert_eq!(summary["bundle"]["anchors"].as_array().unwrap().len(), 2);
-    assert_eq!(
-        summary["findings"][0]["verdict"], "ROTATION_IN_PROGRESS",
-        "{summary}"
-    );
-    assert_eq!(
-        summary["findings"].as_array().unwrap().len(),
-        1,
-        "{summary}"
+    let verdicts: Vec<&str> = summary["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["verdict"].as_str().unwrap())
+        .collect();
+    assert!(verdicts.contains(&"ROTATION_IN_PROGRESS"), "{summary}");
+    assert!(
+        !verdicts.contains(&"UNSAFE_ANCHOR_REMOVAL"),
+        "ca1 is back in the bundle: {summary}"
     );
     assert_eq!(summary["nodesReporting"], 3);
     for p in procs.iter_mut() {

@@ -13,6 +13,7 @@ fn mk_pod(uid: &str, ip: Option<&str>) -> MeshedPod {
         node: "node-a".into(),
         service_account: "sa".into(),
         owners: vec![],
+        pod_template_hash: String::new(),
         pod_ip: ip.map(|i| i.parse().unwrap()),
         phase: "Running".into(),
         proxy: Proxy {

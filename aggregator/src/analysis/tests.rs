@@ -41,6 +41,7 @@ fn mk_pod(spec_roots: &[&Ca], chain: Vec<Vec<u8>>) -> PodRecord {
         node: "node-1".into(),
         service_account: "sa".into(),
         owners: vec![],
+        pod_template_hash: String::new(),
         pod_ip: "10.0.0.1".into(),
         phase: "Running".into(),
         proxy_version: "v".into(),

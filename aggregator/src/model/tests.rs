@@ -37,6 +37,7 @@ fn mk_pod(uid: &str, node: &str, root: &Ca, issuer: &Ca) -> PodRecord {
         node: node.into(),
         service_account: "sa".into(),
         owners: vec![],
+        pod_template_hash: String::new(),
         pod_ip: String::new(),
         phase: "Running".into(),
         proxy_version: String::new(),
