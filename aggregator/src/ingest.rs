@@ -20,6 +20,8 @@ pub struct IngestService {
     idle_timeout: Duration,
     /// Turns true when the aggregator shuts down: every stream ends, so agents reconnect.
     shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Shares certificates and anchor bundles that many pods report.
+    interner: Arc<Mutex<wire::Interner>>,
 }
 
 impl IngestService {
@@ -34,6 +36,7 @@ impl IngestService {
             cluster,
             idle_timeout,
             shutdown,
+            interner: Arc::default(),
         }
     }
 
@@ -140,7 +143,7 @@ impl IngestService {
         tx: &Replies,
     ) -> Result<(), Status> {
         let seq = snapshot.seq;
-        let pods = decode(snapshot.pods, node);
+        let pods = decode(snapshot.pods, node, &self.interner);
         lock(&self.cluster).replace_node(
             node,
             stream,
@@ -155,7 +158,7 @@ impl IngestService {
                 Some(pb::agent_message::Kind::Snapshot(s)) => {
                     check_node(&s.node, node)?;
                     let seq = s.seq;
-                    let pods = decode(s.pods, node);
+                    let pods = decode(s.pods, node, &self.interner);
                     debug!(pods = pods.len(), "snapshot");
                     lock(&self.cluster).replace_node(node, stream, &s.agent_version, pods, now);
                     ack(tx, seq).await?;
@@ -163,7 +166,7 @@ impl IngestService {
                 Some(pb::agent_message::Kind::Delta(d)) => {
                     check_node(&d.node, node)?;
                     let seq = d.seq;
-                    let pods = decode(d.upserted, node);
+                    let pods = decode(d.upserted, node, &self.interner);
                     debug!(
                         upserted = pods.len(),
                         removed = d.removed_uids.len(),
@@ -199,10 +202,15 @@ fn check_node(named: &str, node: &str) -> Result<(), Status> {
 }
 
 /// Decodes pods, dropping (and logging) those that cannot be accepted.
-fn decode(pods: Vec<pb::PodEvidence>, node: &str) -> Vec<PodRecord> {
+fn decode(
+    pods: Vec<pb::PodEvidence>,
+    node: &str,
+    interner: &Mutex<wire::Interner>,
+) -> Vec<PodRecord> {
     let now = chrono::Utc::now();
+    let mut interner = interner.lock().unwrap_or_else(|p| p.into_inner());
     pods.into_iter()
-        .filter_map(|p| match wire::pod_record(p, node, now) {
+        .filter_map(|p| match wire::pod_record(p, node, now, &mut interner) {
             Ok(r) => Some(r),
             Err(e) => {
                 warn!(error = %e, "pod evidence refused");

@@ -10,10 +10,11 @@ use crate::model::{
 };
 use crate::time::{from_proto, to_proto};
 use crate::trust::{BundleState, IssuerState, Trust};
-use crate::verify::{Fingerprint, ParsedCert, parse_der, parse_pem_bundle};
+use crate::verify::{Fingerprint, ParsedCert, PemBundle, parse_der, parse_pem_bundle};
 use anchorwatch_proto::v1 as pb;
 use chrono::{DateTime, Utc};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
 
 /// Why a pod's evidence was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -33,11 +34,60 @@ pub enum EvidenceError {
     },
 }
 
+/// Shares what many pods report identically: the issuer every proxy presents and the anchors
+/// PEM injected into every pod are parsed and held once. Entries are weak: what no pod holds any
+/// more is dropped at the next prune.
+#[derive(Default)]
+pub struct Interner {
+    /// Certificates by fingerprint of their DER.
+    certs: HashMap<Fingerprint, Weak<ParsedCert>>,
+    /// Anchor bundles by fingerprint of their text.
+    bundles: HashMap<Fingerprint, Weak<PemBundle>>,
+    /// Size at the last prune; the maps are pruned when they double.
+    pruned_at: usize,
+}
+
+impl Interner {
+    /// The parsed certificate of `der`, shared when already held.
+    pub fn cert(&mut self, der: &[u8]) -> Result<Arc<ParsedCert>, crate::verify::CertError> {
+        let fp = Fingerprint::of(der);
+        if let Some(c) = self.certs.get(&fp).and_then(Weak::upgrade) {
+            return Ok(c);
+        }
+        let c = Arc::new(parse_der(der)?);
+        self.certs.insert(fp, Arc::downgrade(&c));
+        self.prune();
+        Ok(c)
+    }
+
+    /// The parsed bundle of `text`, shared when already held.
+    pub fn bundle(&mut self, text: &str) -> Arc<PemBundle> {
+        let fp = Fingerprint::of(text.as_bytes());
+        if let Some(b) = self.bundles.get(&fp).and_then(Weak::upgrade) {
+            return b;
+        }
+        let b = Arc::new(parse_pem_bundle(text));
+        self.bundles.insert(fp, Arc::downgrade(&b));
+        self.prune();
+        b
+    }
+
+    fn prune(&mut self) {
+        let size = self.certs.len() + self.bundles.len();
+        if size > 2 * self.pruned_at.max(512) {
+            self.certs.retain(|_, w| w.strong_count() > 0);
+            self.bundles.retain(|_, w| w.strong_count() > 0);
+            self.pruned_at = self.certs.len() + self.bundles.len();
+        }
+    }
+}
+
 /// Decodes one pod's evidence from the agent of `node`, received at `now`.
 pub fn pod_record(
     e: pb::PodEvidence,
     node: &str,
     now: DateTime<Utc>,
+    interner: &mut Interner,
 ) -> Result<PodRecord, EvidenceError> {
     let pod = e.pod.unwrap_or_default();
     if pod.uid.is_empty() {
@@ -53,9 +103,7 @@ pub fn pod_record(
     let proxy = e.proxy.unwrap_or_default();
     let mut problems = e.spec_problems;
     let spec_anchors = match e.spec_anchors.and_then(|s| s.source) {
-        Some(pb::spec_anchors::Source::Pem(pem)) => {
-            SpecAnchorsEvidence::Pem(Arc::new(parse_pem_bundle(&pem)))
-        }
+        Some(pb::spec_anchors::Source::Pem(pem)) => SpecAnchorsEvidence::Pem(interner.bundle(&pem)),
         Some(pb::spec_anchors::Source::ConfigMap(r)) => SpecAnchorsEvidence::ConfigMap {
             name: r.name,
             key: r.key,
@@ -72,7 +120,7 @@ pub fn pod_record(
             let at = p.at.as_ref().and_then(from_proto);
             let outcome = match p.outcome {
                 Some(pb::probe_result::Outcome::Chain(c)) => {
-                    ProbeEvidence::Chain(chain(&c.certificates))
+                    ProbeEvidence::Chain(chain(&c.certificates, interner))
                 }
                 Some(pb::probe_result::Outcome::Failure(f)) => ProbeEvidence::Failed {
                     kind: f.kind,
@@ -123,11 +171,11 @@ pub fn pod_record(
 }
 
 /// Parses a presented chain; certificates that do not parse are named, never fatal.
-pub fn chain(ders: &[Vec<u8>]) -> ChainEvidence {
+pub fn chain(ders: &[Vec<u8>], interner: &mut Interner) -> ChainEvidence {
     let mut out = ChainEvidence::default();
     for (i, der) in ders.iter().enumerate() {
-        match parse_der(der) {
-            Ok(c) => out.certs.push(Arc::new(c)),
+        match interner.cert(der) {
+            Ok(c) => out.certs.push(c),
             Err(e) => {
                 let role = if i == 0 {
                     "leaf".to_string()

@@ -48,7 +48,10 @@ fn mk_pod(spec_roots: &[&Ca], chain: Vec<Vec<u8>>) -> PodRecord {
         proxy_started_at: None,
         identity_name: Some(NAME.into()),
         spec_anchors: SpecAnchorsEvidence::Pem(Arc::new(parse_pem_bundle(&pem))),
-        probe: ProbeEvidence::Chain(crate::wire::chain(&chain)),
+        probe: ProbeEvidence::Chain(crate::wire::chain(
+            &chain,
+            &mut crate::wire::Interner::default(),
+        )),
         probed_at: None,
         probe_address: String::new(),
         metrics_cert_expiry: None,

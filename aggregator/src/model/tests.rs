@@ -44,7 +44,10 @@ fn mk_pod(uid: &str, node: &str, root: &Ca, issuer: &Ca) -> PodRecord {
         proxy_started_at: None,
         identity_name: Some(NAME.into()),
         spec_anchors: SpecAnchorsEvidence::Pem(Arc::new(parse_pem_bundle(&root.cert_pem))),
-        probe: ProbeEvidence::Chain(crate::wire::chain(&[leaf.der, issuer.cert_der.clone()])),
+        probe: ProbeEvidence::Chain(crate::wire::chain(
+            &[leaf.der, issuer.cert_der.clone()],
+            &mut crate::wire::Interner::default(),
+        )),
         probed_at: None,
         probe_address: String::new(),
         metrics_cert_expiry: None,

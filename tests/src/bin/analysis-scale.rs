@@ -83,6 +83,8 @@ fn main() -> anyhow::Result<()> {
     println!("generating {} leaves...", args.pods);
     let t = Instant::now();
     let now = Utc::now();
+    // As the ingest does: the issuer every pod presents is parsed and held once.
+    let mut interner = anchorwatch_aggregator::wire::Interner::default();
     let mut pods_by_node: Vec<Vec<PodRecord>> = vec![Vec::with_capacity(per_node); nodes];
     for i in 0..args.pods {
         let issuer = &issuers[i % 3];
@@ -92,8 +94,10 @@ fn main() -> anyhow::Result<()> {
             i % 200
         );
         let leaf = issuer.leaf(&name, window(-60, 86_400))?;
-        let chain: ChainEvidence =
-            anchorwatch_aggregator::wire::chain(&[leaf.der, issuer.cert_der.clone()]);
+        let chain: ChainEvidence = anchorwatch_aggregator::wire::chain(
+            &[leaf.der, issuer.cert_der.clone()],
+            &mut interner,
+        );
         let node = i % nodes;
         pods_by_node[node].push(PodRecord {
             namespace: format!("ns{}", i % 200),

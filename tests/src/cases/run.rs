@@ -101,6 +101,7 @@ pub fn input(m: &Materialised) -> ClusterInput {
             )
         })
         .collect();
+    let mut interner = anchorwatch_aggregator::wire::Interner::default();
     let pods = m
         .pods
         .iter()
@@ -111,7 +112,7 @@ pub fn input(m: &Materialised) -> ClusterInput {
                     detail: "the proxy presents no certificate".into(),
                 },
                 Presented::Chain(ders) => {
-                    ProbeEvidence::Chain(anchorwatch_aggregator::wire::chain(ders))
+                    ProbeEvidence::Chain(anchorwatch_aggregator::wire::chain(ders, &mut interner))
                 }
                 Presented::Raw { text, .. } => ProbeEvidence::Chain(raw_chain(text)),
             };
