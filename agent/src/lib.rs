@@ -36,11 +36,11 @@ pub struct Args {
     pub admin_port: Option<u16>,
 
     /// Interval between full probe rounds (pods are also probed as soon as they change).
-    #[arg(long, env = "ANCHORWATCH_AGENT_PROBE_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "ANCHORWATCH_AGENT_PROBE_INTERVAL", default_value = "30s", value_parser = interval)]
     pub probe_interval: Duration,
 
     /// Bound on one TLS probe, and on one metrics read.
-    #[arg(long, env = "ANCHORWATCH_AGENT_PROBE_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "ANCHORWATCH_AGENT_PROBE_TIMEOUT", default_value = "3s", value_parser = interval)]
     pub probe_timeout: Duration,
 
     /// Probes in flight at most.
@@ -56,11 +56,11 @@ pub struct Args {
     pub proxy_metrics: bool,
 
     /// Interval between heartbeats to the aggregator.
-    #[arg(long, env = "ANCHORWATCH_AGENT_HEARTBEAT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "ANCHORWATCH_AGENT_HEARTBEAT", default_value = "10s", value_parser = interval)]
     pub heartbeat: Duration,
 
     /// Longest wait between attempts to reach the aggregator.
-    #[arg(long, env = "ANCHORWATCH_AGENT_MAX_BACKOFF", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "ANCHORWATCH_AGENT_MAX_BACKOFF", default_value = "30s", value_parser = interval)]
     pub max_backoff: Duration,
 
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `anchorwatch_agent=debug`.
@@ -75,6 +75,15 @@ pub struct Args {
         default_value = "plain"
     )]
     pub log_format: LogFormat,
+}
+
+/// A duration flag that must be at least 10 ms (a zero interval would spin or panic).
+fn interval(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < Duration::from_millis(10) {
+        return Err(format!("{s:?} is too short: give at least 10ms"));
+    }
+    Ok(d)
 }
 
 /// Log line format.
@@ -155,5 +164,26 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_durations_are_refused_at_start_up() {
+        for flag in [
+            "--probe-interval",
+            "--probe-timeout",
+            "--heartbeat",
+            "--max-backoff",
+        ] {
+            let err = Args::try_parse_from(["agent", "--node-name", "n", flag, "0s"]).unwrap_err();
+            assert!(err.to_string().contains("too short"), "{flag}: {err}");
+        }
+        let ok = Args::try_parse_from(["agent", "--node-name", "n", "--probe-interval", "250ms"])
+            .unwrap();
+        assert_eq!(ok.probe_interval, Duration::from_millis(250));
     }
 }

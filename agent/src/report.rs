@@ -244,9 +244,10 @@ struct Backoff {
 
 impl Backoff {
     fn new(base: Duration, max: Duration) -> Self {
+        // Never below the base: a zero maximum would retry in a tight loop.
         Backoff {
             base,
-            max,
+            max: max.max(base),
             current: base,
         }
     }

@@ -63,11 +63,11 @@ pub struct Args {
 
     /// A node whose agent sent nothing for this long is stale: its pods are not judged healthy.
     /// A node whose agent stream closed is stale at once.
-    #[arg(long, env = "ANCHORWATCH_AGGREGATOR_STALE_AFTER", default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "ANCHORWATCH_AGGREGATOR_STALE_AFTER", default_value = "60s", value_parser = interval)]
     pub stale_after: Duration,
 
     /// Interval at which every pod is judged again as time passes (certificate validity, stale nodes).
-    #[arg(long, env = "ANCHORWATCH_AGGREGATOR_RECHECK_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "ANCHORWATCH_AGGREGATOR_RECHECK_INTERVAL", default_value = "5s", value_parser = interval)]
     pub recheck_interval: Duration,
 
     /// Lifetime of the leaves linkerd-identity issues (Helm `identity.issuer.issuanceLifetime`).
@@ -94,6 +94,15 @@ pub struct Args {
         default_value = "plain"
     )]
     pub log_format: LogFormat,
+}
+
+/// A duration flag that must be at least 10 ms (a zero interval would spin or panic).
+fn interval(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < Duration::from_millis(10) {
+        return Err(format!("{s:?} is too short: give at least 10ms"));
+    }
+    Ok(d)
 }
 
 /// Log line format.
@@ -194,8 +203,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .add_service(health_svc)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(ingest::IngestService::new(cluster.clone(), idle, stop_rx).svc())
-        .add_service(query::QueryService::new(cluster, settings).svc())
+        .add_service(ingest::IngestService::new(cluster.clone(), idle, stop_rx.clone()).svc())
+        .add_service(query::QueryService::new(cluster, settings, stop_rx).svc())
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             async move {
@@ -232,5 +241,18 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_durations_are_refused_at_start_up() {
+        for flag in ["--stale-after", "--recheck-interval"] {
+            let err = Args::try_parse_from(["aggregator", flag, "0s"]).unwrap_err();
+            assert!(err.to_string().contains("too short"), "{flag}: {err}");
+        }
     }
 }

@@ -14,12 +14,22 @@ use tonic::{Request, Response, Status};
 pub struct QueryService {
     cluster: Arc<Mutex<Cluster>>,
     settings: Settings,
+    /// Turns true when the aggregator shuts down: watch streams end.
+    shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl QueryService {
     /// A service reading `cluster`, analysing it with `settings`.
-    pub fn new(cluster: Arc<Mutex<Cluster>>, settings: Settings) -> Self {
-        QueryService { cluster, settings }
+    pub fn new(
+        cluster: Arc<Mutex<Cluster>>,
+        settings: Settings,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        QueryService {
+            cluster,
+            settings,
+            shutdown,
+        }
     }
 
     /// The summary now, with the whole-cluster analysis.
@@ -69,9 +79,11 @@ enum QueryError {
 
 /// A caller's string, cut short for an error message.
 fn clip(s: &str) -> String {
-    match s.char_indices().nth(80) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
+    let shown: String = s.chars().take(80).flat_map(char::escape_debug).collect();
+    if s.chars().nth(80).is_some() {
+        format!("{shown}…")
+    } else {
+        shown
     }
 }
 
@@ -107,8 +119,12 @@ impl pb::query_server::Query for QueryService {
             // the caller goes away.
             let mut last: Option<pb::ClusterSummary> = None;
             let mut every = tokio::time::interval(std::time::Duration::from_millis(500));
+            let mut shutdown = svc.shutdown.clone();
             loop {
-                every.tick().await;
+                tokio::select! {
+                    _ = every.tick() => {}
+                    _ = shutdown.changed() => return,
+                }
                 let now = svc.summary_now();
                 let mut key = now.clone();
                 key.updated_at = None;
