@@ -81,6 +81,9 @@ pub struct Trust {
     pub history: Vec<BundleVersion>,
     /// Written by `set_issuer`.
     pub issuer: IssuerState,
+    /// Memo: the bundle anchors the issuer chains to; cleared whenever the bundle or the issuer
+    /// changes.
+    issuer_anchors: std::sync::OnceLock<Arc<[Fingerprint]>>,
 }
 
 const HISTORY_LIMIT: usize = 32;
@@ -152,6 +155,7 @@ impl Trust {
             bundle_changed_at: None,
             history: Vec::new(),
             issuer: IssuerState::Unknown,
+            issuer_anchors: std::sync::OnceLock::new(),
         }
     }
 
@@ -162,6 +166,7 @@ impl Trust {
         resource_version: String,
         now: DateTime<Utc>,
     ) -> bool {
+        self.issuer_anchors = std::sync::OnceLock::new();
         let old = self.anchor_fingerprints();
         let was_available = matches!(self.bundle, BundleState::Available(_));
         self.bundle = state;
@@ -187,6 +192,12 @@ impl Trust {
     /// Takes a new issuer state.
     pub fn set_issuer(&mut self, state: IssuerState) {
         self.issuer = state;
+        self.issuer_anchors = std::sync::OnceLock::new();
+    }
+
+    /// The bundle anchors the issuer chains to, computed by `compute` once per bundle and issuer.
+    pub fn issuer_anchors(&self, compute: impl FnOnce() -> Vec<Fingerprint>) -> Arc<[Fingerprint]> {
+        self.issuer_anchors.get_or_init(|| compute().into()).clone()
     }
 
     /// The current bundle, when readable.

@@ -26,6 +26,9 @@ struct Args {
     /// Nodes they spread over.
     #[arg(long, default_value_t = 5_000)]
     nodes: usize,
+    /// Extra bundle changes after the measured one (to profile the re-verdict).
+    #[arg(long, default_value_t = 0)]
+    repeat: usize,
 }
 
 fn rss_kib(field: &str) -> u64 {
@@ -149,6 +152,11 @@ fn main() -> anyhow::Result<()> {
     let rejudge = t.elapsed();
     let checks_rejudge = cluster.signature_checks() - checks_initial;
     let after = cluster.summary();
+
+    for i in 0..args.repeat {
+        let set: &[usize] = if i % 2 == 0 { &[0, 1] } else { &[1, 2, 3] };
+        cluster.set_bundle(bundle(set), format!("r{i}"), now);
+    }
 
     let t = Instant::now();
     cluster.tick(now + chrono::Duration::seconds(30));
