@@ -171,6 +171,8 @@ pub struct Cluster {
     stale_after: chrono::TimeDelta,
     /// Last change of anything a query shows.
     pub updated_at: DateTime<Utc>,
+    /// Counts those changes, and every change of the trust configuration or of node staleness.
+    revision: u64,
     next_stream: u64,
 }
 
@@ -185,8 +187,20 @@ impl Cluster {
             by_name: BTreeMap::new(),
             stale_after: chrono::TimeDelta::from_std(stale_after).unwrap_or(chrono::TimeDelta::MAX),
             updated_at: now,
+            revision: 0,
             next_stream: 0,
         }
+    }
+
+    /// Increases with every change a query could show; unchanged means the summary is too
+    /// (but for the passing of time, which `tick` turns into changes).
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    fn touch_revision(&mut self, now: DateTime<Utc>) {
+        self.updated_at = now;
+        self.revision += 1;
     }
 
     /// A fresh id for an agent stream.
@@ -231,7 +245,7 @@ impl Cluster {
         for pod in pods {
             self.upsert_pod(pod);
         }
-        self.updated_at = now;
+        self.touch_revision(now);
     }
 
     /// A delta from the stream that owns the node; ignored (false) from any other stream.
@@ -255,7 +269,7 @@ impl Cluster {
             self.upsert_pod(pod);
         }
         self.touch(node, now);
-        self.updated_at = now;
+        self.touch_revision(now);
         true
     }
 
@@ -295,6 +309,7 @@ impl Cluster {
             None => false,
         };
         if became_fresh {
+            self.revision += 1;
             self.reanalyse_node(node, now);
         }
     }
@@ -307,6 +322,7 @@ impl Cluster {
         now: DateTime<Utc>,
     ) -> bool {
         let changed = self.trust.set_bundle(state, resource_version, now);
+        self.revision += 1;
         self.reanalyse_all(now);
         changed
     }
@@ -314,13 +330,20 @@ impl Cluster {
     /// The issuer changed; every pod is judged again.
     pub fn set_issuer(&mut self, state: IssuerState, now: DateTime<Utc>) {
         self.trust.set_issuer(state);
+        self.revision += 1;
         self.reanalyse_all(now);
     }
 
     /// Time passed: marks nodes stale and judges every pod again (validity windows).
     pub fn tick(&mut self, now: DateTime<Utc>) {
+        let mut flipped = false;
         for n in self.nodes.values_mut() {
-            n.stale = n.stream == 0 || now - n.last_report_at > self.stale_after;
+            let stale = n.stream == 0 || now - n.last_report_at > self.stale_after;
+            flipped |= stale != n.stale;
+            n.stale = stale;
+        }
+        if flipped {
+            self.revision += 1;
         }
         self.reanalyse_all(now);
     }
@@ -419,7 +442,7 @@ impl Cluster {
             }
         }
         if changed {
-            self.updated_at = now;
+            self.touch_revision(now);
         }
     }
 

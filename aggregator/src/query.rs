@@ -117,7 +117,10 @@ impl pb::query_server::Query for QueryService {
         tokio::spawn(async move {
             // Sends the summary whenever what it says changes (the timestamp aside); ends when
             // the caller goes away.
+            // The analysis runs again only when the model changed, or every 30 s for what time
+            // alone changes (an issuer nearing expiry), not on every poll.
             let mut last: Option<pb::ClusterSummary> = None;
+            let mut seen: Option<(u64, tokio::time::Instant)> = None;
             let mut every = tokio::time::interval(std::time::Duration::from_millis(500));
             let mut shutdown = svc.shutdown.clone();
             loop {
@@ -125,6 +128,16 @@ impl pb::query_server::Query for QueryService {
                     _ = every.tick() => {}
                     _ = shutdown.changed() => return,
                 }
+                let revision = lock(&svc.cluster).revision();
+                if seen.is_some_and(|(r, at)| {
+                    r == revision && at.elapsed() < std::time::Duration::from_secs(30)
+                }) {
+                    if tx.is_closed() {
+                        return;
+                    }
+                    continue;
+                }
+                seen = Some((revision, tokio::time::Instant::now()));
                 let now = svc.summary_now();
                 let mut key = now.clone();
                 key.updated_at = None;

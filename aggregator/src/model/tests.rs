@@ -179,3 +179,37 @@ fn bundle_change_rejudges_every_pod_from_cached_signature_facts() {
         "time passing needs no signature check"
     );
 }
+
+#[test]
+fn revision_moves_with_every_change_a_query_shows_and_not_with_heartbeats() {
+    let root = Ca::root("root").unwrap();
+    let issuer = root.issuer("issuer", window(-60, 86_400)).unwrap();
+    let mut c = mk_cluster(&root, &issuer);
+    let s = c.open_stream();
+    let r0 = c.revision();
+    c.replace_node("n1", s, "v", vec![mk_pod("a", "n1", &root, &issuer)], now());
+    let r1 = c.revision();
+    assert!(r1 > r0);
+    assert!(c.heartbeat("n1", s, now()));
+    c.tick(now());
+    assert_eq!(c.revision(), r1, "nothing a query shows changed");
+    c.disconnect("n1", s, now());
+    assert!(c.revision() > r1, "the node turned stale");
+    let r2 = c.revision();
+    let sources = c.trust.sources.clone();
+    c.set_bundle(
+        read_bundle(
+            Some(&BTreeMap::from([(
+                "ca-bundle.crt".to_string(),
+                root.cert_pem.clone(),
+            )])),
+            &sources,
+        ),
+        "9".into(),
+        now(),
+    );
+    assert!(
+        c.revision() > r2,
+        "a bundle read counts even when the anchors are the same"
+    );
+}
