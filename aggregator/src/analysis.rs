@@ -347,6 +347,32 @@ pub fn issued_by(verifier: &mut Verifier, child: &ParsedCert, parent: &ParsedCer
     child.issuer_der() == parent.subject_der() && verifier.signed_by(child, parent).is_ok()
 }
 
+/// The anchors a proxy holds: its env PEM, or for `configMapKeyRef` pods the bundle as it was
+/// when the proxy started; `None` when unknown (no anchors in the spec, no bundle history).
+pub fn effective_anchors(pod: &PodRecord, trust: &Trust) -> Option<Vec<Fingerprint>> {
+    match &pod.spec_anchors {
+        SpecAnchorsEvidence::Pem(b) => Some(b.certs.iter().map(|c| c.fingerprint).collect()),
+        SpecAnchorsEvidence::ConfigMap { .. } => trust
+            .anchors_at(pod.proxy_started_at)
+            .map(|v| v.anchors.clone()),
+        SpecAnchorsEvidence::Missing(_) => None,
+    }
+}
+
+/// The bundle anchors the issuer chains to (signature and name, dates ignored); empty without a
+/// bundle or an issuer. Memoised in `trust` until the bundle or the issuer changes.
+pub fn issuer_anchors(trust: &Trust, verifier: &mut Verifier) -> Arc<[Fingerprint]> {
+    trust.issuer_anchors(|| match (trust.bundle(), trust.issuer_cert()) {
+        (Some(bundle), Some(issuer)) => bundle
+            .certs
+            .iter()
+            .filter(|a| issued_by(verifier, issuer, a))
+            .map(|a| a.fingerprint)
+            .collect(),
+        _ => Vec::new(),
+    })
+}
+
 /// STALE_TRUST_BUNDLE: the issuer chains to bundle anchors, none of which the pod holds.
 fn stale_trust_bundle(
     pod: &PodRecord,
@@ -354,39 +380,25 @@ fn stale_trust_bundle(
     verifier: &mut Verifier,
     out: &mut PodAnalysis,
 ) {
-    let (Some(bundle), Some(issuer)) = (trust.bundle(), trust.issuer_cert()) else {
+    let Some(issuer) = trust.issuer_cert() else {
         return;
     };
-    let issuer_anchors = trust.issuer_anchors(|| {
-        bundle
-            .certs
-            .iter()
-            .filter(|a| issued_by(verifier, issuer, a))
-            .map(|a| a.fingerprint)
-            .collect()
-    });
+    let issuer_anchors = issuer_anchors(trust, verifier);
     if issuer_anchors.is_empty() {
         return;
     }
-    let (held, source): (Vec<Fingerprint>, String) = match &pod.spec_anchors {
-        SpecAnchorsEvidence::Pem(b) => (
-            b.certs.iter().map(|c| c.fingerprint).collect(),
-            "its spec anchors (LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS)".into(),
-        ),
-        SpecAnchorsEvidence::ConfigMap { name, key } => {
-            match trust.anchors_at(pod.proxy_started_at) {
-                Some(v) => (
-                    v.anchors.clone(),
-                    format!("the bundle it read from ConfigMap {name}/{key} when it started"),
-                ),
-                None => return,
-            }
-        }
-        SpecAnchorsEvidence::Missing(_) => return,
+    let Some(held) = effective_anchors(pod, trust) else {
+        return;
     };
     if held.iter().any(|f| issuer_anchors.contains(f)) {
         return;
     }
+    let source = match &pod.spec_anchors {
+        SpecAnchorsEvidence::ConfigMap { name, key } => {
+            format!("the bundle it read from ConfigMap {name}/{key} when it started")
+        }
+        _ => "its spec anchors (LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS)".to_string(),
+    };
     let list = |fps: &[Fingerprint]| {
         fps.iter()
             .map(|f| format!("sha256:{f}"))

@@ -502,6 +502,7 @@ impl Cluster {
                 workload: workload(&e.record),
                 remote: None,
                 logs_identity_unreachable: false,
+                analysis: Some(e.analysis.clone()),
             })
             .collect();
         let identity_pod = pods.iter().find(|p| {
@@ -544,33 +545,12 @@ impl Cluster {
             nodes,
             pods,
         };
-        let mut report = analyse(&input, &mut self.verifier);
-        // Pods on stale nodes keep the model's INCONCLUSIVE verdicts.
-        for e in self.pods.values() {
-            if let Some(a) = report
-                .pods
-                .get_mut(&format!("{}/{}", e.record.namespace, e.record.name))
-            {
-                *a = e.analysis.clone();
-            }
-        }
-        report
+        analyse(&input, &mut self.verifier)
     }
 
     /// Bundle anchors the issuer chains to (signature and name, dates ignored).
     pub fn issuer_anchors(&mut self) -> Vec<crate::verify::Fingerprint> {
-        let (Some(bundle), Some(issuer)) = (
-            self.trust.bundle().cloned(),
-            self.trust.issuer_cert().cloned(),
-        ) else {
-            return Vec::new();
-        };
-        bundle
-            .certs
-            .iter()
-            .filter(|a| crate::analysis::issued_by(&mut self.verifier, &issuer, a))
-            .map(|a| a.fingerprint)
-            .collect()
+        crate::analysis::issuer_anchors(&self.trust, &mut self.verifier).to_vec()
     }
 }
 

@@ -446,9 +446,9 @@ async fn rotation_stale_leaves_are_reported_with_the_reason_a_proxy_logs() {
     c.kube.shutdown().await;
 }
 
+/// The SHA-256 fingerprint the aggregator shows for a certificate.
 fn anchorwatch_aggregator_fingerprint(der: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(der))
+    anchorwatch_aggregator::verify::Fingerprint::of(der).to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

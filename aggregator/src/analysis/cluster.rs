@@ -12,7 +12,7 @@
 //! ```
 
 use super::trust_config::{self, Severity, TrustConfig};
-use super::{PodAnalysis, VerdictKind, issued_by, pod_verdicts};
+use super::{PodAnalysis, VerdictKind, pod_verdicts};
 use crate::model::{PodRecord, ProbeEvidence, SpecAnchorsEvidence};
 use crate::trust::Trust;
 use crate::verify::{Fingerprint, ParsedCert, PemBundle, Verifier};
@@ -84,6 +84,9 @@ pub struct PodInput {
     pub remote: Option<String>,
     /// Whether its proxy logs say it cannot reach identity (connect failures, fail-fast, DNS).
     pub logs_identity_unreachable: bool,
+    /// Its pod verdicts when already judged (the live model keeps them current, stale nodes
+    /// included); `None`: judged here.
+    pub analysis: Option<PodAnalysis>,
 }
 
 /// What is known of the running `linkerd-identity` controller.
@@ -275,14 +278,10 @@ pub fn analyse(input: &ClusterInput, verifier: &mut Verifier) -> Report {
         bundle.as_ref().map(|b| b.certs.clone()).unwrap_or_default();
     let bundle_fps: BTreeSet<Fingerprint> = anchors.iter().map(|a| a.fingerprint).collect();
     let issuer = input.trust.issuer_cert().cloned();
-    let issuer_anchors: BTreeSet<Fingerprint> = match &issuer {
-        Some(i) => anchors
-            .iter()
-            .filter(|a| issued_by(verifier, i, a))
-            .map(|a| a.fingerprint)
-            .collect(),
-        None => BTreeSet::new(),
-    };
+    let issuer_anchors: BTreeSet<Fingerprint> = super::issuer_anchors(&input.trust, verifier)
+        .iter()
+        .copied()
+        .collect();
     let mut findings: Vec<Finding> = Vec::new();
 
     // Clocks first (Rule 1).
@@ -296,7 +295,10 @@ pub fn analyse(input: &ClusterInput, verifier: &mut Verifier) -> Report {
     // Pod verdicts. Remote pods get only time verdicts (and the multicluster one below).
     let mut pods: BTreeMap<String, PodAnalysis> = BTreeMap::new();
     for p in &input.pods {
-        let mut a = pod_verdicts(&p.record, &input.trust, verifier, None, now);
+        let mut a = match &p.analysis {
+            Some(a) => a.clone(),
+            None => pod_verdicts(&p.record, &input.trust, verifier, None, now),
+        };
         if p.remote.is_some() {
             a.verdicts.retain(|v| {
                 matches!(
@@ -350,7 +352,7 @@ pub fn analyse(input: &ClusterInput, verifier: &mut Verifier) -> Report {
         .map(|p| {
             (
                 pod_key(&p.record),
-                effective_anchors(&p.record, &input.trust),
+                super::effective_anchors(&p.record, &input.trust).map(|v| v.into_iter().collect()),
             )
         })
         .collect();
@@ -572,17 +574,6 @@ fn is_identity(p: &PodInput, s: &Settings) -> bool {
             .as_ref()
             .is_some_and(|w| w.name == "linkerd-identity")
             || p.record.service_account == "linkerd-identity")
-}
-
-/// The anchors a proxy holds: its env PEM, or the bundle as it was when it started.
-fn effective_anchors(r: &PodRecord, trust: &Trust) -> Option<BTreeSet<Fingerprint>> {
-    match &r.spec_anchors {
-        SpecAnchorsEvidence::Pem(b) => Some(b.certs.iter().map(|c| c.fingerprint).collect()),
-        SpecAnchorsEvidence::ConfigMap { .. } => trust
-            .anchors_at(r.proxy_started_at)
-            .map(|v| v.anchors.iter().copied().collect()),
-        SpecAnchorsEvidence::Missing(_) => None,
-    }
 }
 
 /// CLOCK_SKEW and INCONCLUSIVE(node); returns the skewed nodes.
