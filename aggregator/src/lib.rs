@@ -2,6 +2,7 @@
 //! the node agents report, and answers queries over gRPC (with server reflection and health).
 
 pub mod analysis;
+pub mod control_plane;
 pub mod ingest;
 pub mod model;
 pub mod query;
@@ -152,7 +153,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         sources.clone(),
         cluster.clone(),
     ));
-    tasks.spawn(watch::follow_issuer(client, sources, cluster.clone()));
+    tasks.spawn(watch::follow_issuer(
+        client.clone(),
+        sources,
+        cluster.clone(),
+    ));
+    tasks.spawn(watch::follow_linkerd_config(
+        client.clone(),
+        args.linkerd_namespace.clone(),
+        cluster.clone(),
+    ));
+    tasks.spawn(watch::follow_identity_events(
+        client,
+        args.linkerd_namespace.clone(),
+        cluster.clone(),
+    ));
     let ticker = cluster.clone();
     let interval = args.recheck_interval;
     tasks.spawn(async move {

@@ -16,8 +16,10 @@
 
 use crate::analysis::cluster::{
     ClusterInput, IdentityInput, NodeClock, PodInput, Report, Settings, Workload, analyse,
+    signing_issuer,
 };
 use crate::analysis::{PodAnalysis, VerdictKind, pod_verdicts};
+use crate::control_plane::ControlPlane;
 use crate::trust::{BundleState, IssuerState, Trust};
 use crate::verify::{ParsedCert, PemBundle, Verifier};
 use chrono::{DateTime, Utc};
@@ -159,6 +161,9 @@ pub struct Summary {
 pub struct Cluster {
     /// Trust configuration; written by the trust watch.
     pub trust: Trust,
+    /// linkerd-config, the issuer Secret's unreadable blocks, identity's events; written by the
+    /// control-plane watches through `update_control_plane`.
+    control_plane: ControlPlane,
     /// Signature facts cache, shared by every analysis.
     verifier: Verifier,
     /// Nodes by name; written by the ingest streams.
@@ -181,6 +186,7 @@ impl Cluster {
     pub fn new(trust: Trust, stale_after: std::time::Duration, now: DateTime<Utc>) -> Self {
         Cluster {
             trust,
+            control_plane: ControlPlane::default(),
             verifier: Verifier::new(),
             nodes: BTreeMap::new(),
             pods: HashMap::new(),
@@ -327,8 +333,28 @@ impl Cluster {
         changed
     }
 
+    /// What the control plane shows besides bundle and issuer changed (it affects only the
+    /// cluster-level analysis).
+    pub fn update_control_plane(&mut self, now: DateTime<Utc>, f: impl FnOnce(&mut ControlPlane)) {
+        f(&mut self.control_plane);
+        self.touch_revision(now);
+    }
+
+    /// What the model holds of the control plane.
+    pub fn control_plane(&self) -> &ControlPlane {
+        &self.control_plane
+    }
+
     /// The issuer changed; every pod is judged again.
     pub fn set_issuer(&mut self, state: IssuerState, now: DateTime<Utc>) {
+        let fingerprint = |s: &IssuerState| match s {
+            IssuerState::Available(c) => c.first().map(|c| c.fingerprint),
+            _ => None,
+        };
+        let (old, new) = (fingerprint(&self.trust.issuer), fingerprint(&state));
+        if old.is_some() && new.is_some() && old != new {
+            self.control_plane.issuer_changed_at = Some(now);
+        }
         self.trust.set_issuer(state);
         self.revision += 1;
         self.reanalyse_all(now);
@@ -492,8 +518,9 @@ impl Cluster {
     }
 
     /// The whole-cluster analysis at `now` (DESIGN section 5): findings, affected pods, phase,
-    /// plan. Identity is located by its pod: its node, the issuer its own fresh leaf reveals, and
-    /// the bundle it read at start. Node clocks are not measured yet, so nodes are INCONCLUSIVE.
+    /// plan. Identity is located by its pod (its node, the bundle it read at start); the issuer
+    /// it signs with comes from the freshest leaf issued since the Secret changed, and its issuer
+    /// events. Node clocks are not measured yet, so nodes are INCONCLUSIVE.
     pub fn report(&mut self, settings: &Settings, now: DateTime<Utc>) -> Report {
         let pods: Vec<PodInput> = self
             .pods()
@@ -512,13 +539,14 @@ impl Cluster {
                         .as_ref()
                         .is_some_and(|w| w.name == "linkerd-identity"))
         });
+        let cp = &self.control_plane;
+        // What identity signs with: the issuer of the freshest leaf issued since the Secret last
+        // changed (identity's own proxy renews like any other); the events say the rest.
+        let signing = signing_issuer(&pods, settings.allowance, cp.issuer_changed_at);
         let identity = match identity_pod {
             Some(p) => IdentityInput {
                 node: Some(p.record.node.clone()),
-                issuer: match &p.record.probe {
-                    ProbeEvidence::Chain(c) => c.certs.get(1).map(|i| i.fingerprint),
-                    _ => None,
-                },
+                issuer: signing.map(|(fp, _)| fp),
                 anchors: match &p.record.spec_anchors {
                     SpecAnchorsEvidence::ConfigMap { .. } => self
                         .trust
@@ -527,8 +555,14 @@ impl Cluster {
                     _ => None,
                 },
                 reachable: None,
+                started_at: p.record.proxy_started_at,
+                events: cp.identity_events.ordered(),
             },
-            None => IdentityInput::default(),
+            None => IdentityInput {
+                issuer: signing.map(|(fp, _)| fp),
+                events: cp.identity_events.ordered(),
+                ..IdentityInput::default()
+            },
         };
         let nodes = self
             .nodes
@@ -539,8 +573,8 @@ impl Cluster {
             now,
             settings: settings.clone(),
             trust: self.trust.clone(),
-            linkerd_config: None,
-            issuer_unreadable: 0,
+            linkerd_config: self.control_plane.linkerd_config.anchors().cloned(),
+            issuer_unreadable: self.control_plane.issuer_unreadable,
             identity,
             nodes,
             pods,

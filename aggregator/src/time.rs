@@ -14,3 +14,15 @@ pub fn to_proto(t: DateTime<Utc>) -> prost_types::Timestamp {
         nanos: t.timestamp_subsec_nanos() as i32,
     }
 }
+
+/// A Kubernetes `Time` (a `jiff` timestamp in k8s-openapi ≥ 0.27) as a chrono time.
+pub fn from_k8s(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32)
+}
+
+/// A Kubernetes `MicroTime` (an Event's `eventTime`) as a chrono time.
+pub fn from_k8s_micro(
+    t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime,
+) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32)
+}

@@ -145,6 +145,17 @@ pub fn read_issuer(
     IssuerState::Available(parsed.certs.clone())
 }
 
+/// Certificate blocks of the issuer Secret's certificate key that do not parse (CERT_UNREADABLE).
+pub fn issuer_unreadable(data: Option<&BTreeMap<String, Vec<u8>>>) -> usize {
+    data.and_then(|d| ["crt.pem", "tls.crt"].iter().find_map(|k| d.get(*k)))
+        .map(|bytes| {
+            parse_pem_bundle(&String::from_utf8_lossy(bytes))
+                .unreadable
+                .len()
+        })
+        .unwrap_or(0)
+}
+
 impl Trust {
     /// Nothing known yet.
     pub fn new(sources: TrustSources) -> Self {

@@ -1,12 +1,18 @@
-//! Follows the trust-roots ConfigMap and the issuer Secret through the Kubernetes API (one
-//! field-selected watch each, so RBAC can be limited to those names) and feeds the model.
-//! A missing object is a state, not an error: the model records why it cannot judge.
+//! Follows the trust-roots ConfigMap, the issuer Secret, `linkerd-config` and linkerd-identity's
+//! issuer Events through the Kubernetes API (field-selected watches, so RBAC can be limited to
+//! those names) and feeds the model. A missing object is a state, not an error: the model
+//! records why it cannot judge.
 
+use crate::control_plane::{
+    IdentityEvent, IssuerEventKind, LINKERD_CONFIG, LinkerdConfig, read_linkerd_config,
+};
 use crate::ingest::lock;
 use crate::model::Cluster;
-use crate::trust::{BundleState, IssuerState, TrustSources, read_bundle, read_issuer};
+use crate::trust::{
+    BundleState, IssuerState, TrustSources, issuer_unreadable, read_bundle, read_issuer,
+};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
 use kube::runtime::{WatchStreamExt, watcher};
 use std::sync::{Arc, Mutex};
 use tracing::{info, warn};
@@ -56,23 +62,141 @@ pub async fn follow_issuer(
     let api: kube::Api<Secret> = kube::Api::namespaced(client, &sources.namespace);
     let what = format!("Secret {}", sources.issuer_source());
     follow_one(api, &sources.secret, &what, |secret| {
-        let state = match secret {
+        // The API server's record of the Secret's last write, for when the aggregator did not
+        // see the change itself.
+        let written_at = secret.as_ref().and_then(|s| {
+            s.metadata
+                .managed_fields
+                .iter()
+                .flatten()
+                .filter_map(|f| f.time.as_ref().and_then(crate::time::from_k8s))
+                .max()
+        });
+        let (state, unreadable) = match secret {
             Some(s) => {
                 let data = s
                     .data
                     .map(|d| d.into_iter().map(|(k, v)| (k, v.0)).collect());
-                read_issuer(data.as_ref(), &sources)
+                (
+                    read_issuer(data.as_ref(), &sources),
+                    issuer_unreadable(data.as_ref()),
+                )
             }
-            None => IssuerState::Unavailable(format!("{what} not found")),
+            None => (IssuerState::Unavailable(format!("{what} not found")), 0),
         };
         match &state {
             IssuerState::Available(c) => info!(subject = %c[0].subject, "issuer read"),
             IssuerState::Unavailable(why) => warn!(%why, "issuer unavailable"),
             IssuerState::Unknown => {}
         }
-        lock(&cluster).set_issuer(state, chrono::Utc::now());
+        let now = chrono::Utc::now();
+        let mut cluster = lock(&cluster);
+        cluster.set_issuer(state, now);
+        cluster.update_control_plane(now, |cp| {
+            cp.issuer_unreadable = unreadable;
+            if cp.issuer_changed_at.is_none() {
+                cp.issuer_changed_at = written_at;
+            }
+        });
     })
     .await
+}
+
+/// Follows ConfigMap `linkerd-config` (the anchors recorded at install or upgrade). Optional:
+/// when it is missing the analysis goes without it.
+pub async fn follow_linkerd_config(
+    client: kube::Client,
+    namespace: String,
+    cluster: Arc<Mutex<Cluster>>,
+) {
+    let api: kube::Api<ConfigMap> = kube::Api::namespaced(client, &namespace);
+    let what = format!("ConfigMap {namespace}/{LINKERD_CONFIG}");
+    follow_one(api, LINKERD_CONFIG, &what, |cm| {
+        let cfg = match cm {
+            Some(cm) => read_linkerd_config(cm.data.as_ref()),
+            None => LinkerdConfig::Absent,
+        };
+        match &cfg {
+            LinkerdConfig::Anchors(b) => info!(
+                anchors = b.certs.len(),
+                unreadable = b.unreadable.len(),
+                "linkerd-config read"
+            ),
+            LinkerdConfig::Unreadable(why) => {
+                warn!(%why, "linkerd-config records no usable anchors")
+            }
+            LinkerdConfig::Absent => info!(object = %what, "not found; going without it"),
+        }
+        lock(&cluster).update_control_plane(chrono::Utc::now(), |cp| cp.linkerd_config = cfg);
+    })
+    .await
+}
+
+/// Follows the issuer Events linkerd-identity records on its Deployment.
+pub async fn follow_identity_events(
+    client: kube::Client,
+    namespace: String,
+    cluster: Arc<Mutex<Cluster>>,
+) {
+    let api: kube::Api<Event> = kube::Api::namespaced(client, &namespace);
+    let cfg = watcher::Config::default()
+        .fields("involvedObject.kind=Deployment,involvedObject.name=linkerd-identity");
+    let mut events = watcher(api, cfg).default_backoff().boxed();
+    let mut listed: Vec<(String, IdentityEvent)> = Vec::new();
+    while let Some(event) = events.next().await {
+        let now = chrono::Utc::now();
+        match event {
+            Ok(watcher::Event::Apply(e)) => {
+                if let Some((name, ev)) = identity_event(&e) {
+                    info!(reason = ev.kind.reason(), message = %ev.message, "linkerd-identity issuer event");
+                    lock(&cluster)
+                        .update_control_plane(now, |cp| cp.identity_events.apply(&name, ev));
+                }
+            }
+            Ok(watcher::Event::Delete(e)) => {
+                let name = e.metadata.name.unwrap_or_default();
+                lock(&cluster).update_control_plane(now, |cp| cp.identity_events.delete(&name));
+            }
+            Ok(watcher::Event::Init) => listed.clear(),
+            Ok(watcher::Event::InitApply(e)) => listed.extend(identity_event(&e)),
+            Ok(watcher::Event::InitDone) => {
+                let all = std::mem::take(&mut listed);
+                lock(&cluster).update_control_plane(now, |cp| cp.identity_events.replace(all));
+            }
+            Err(e) => warn!(error = %e, "watch of linkerd-identity events failed; retrying"),
+        }
+    }
+}
+
+/// An Event as an issuer event, with its object name; `None` for other reasons.
+fn identity_event(e: &Event) -> Option<(String, IdentityEvent)> {
+    let kind = IssuerEventKind::from_reason(e.reason.as_deref()?)?;
+    let at = e
+        .last_timestamp
+        .as_ref()
+        .and_then(crate::time::from_k8s)
+        .or_else(|| {
+            e.series
+                .as_ref()
+                .and_then(|s| s.last_observed_time.as_ref())
+                .and_then(crate::time::from_k8s_micro)
+        })
+        .or_else(|| e.event_time.as_ref().and_then(crate::time::from_k8s_micro))
+        .or_else(|| e.first_timestamp.as_ref().and_then(crate::time::from_k8s))
+        .or_else(|| {
+            e.metadata
+                .creation_timestamp
+                .as_ref()
+                .and_then(crate::time::from_k8s)
+        });
+    Some((
+        e.metadata.name.clone().unwrap_or_default(),
+        IdentityEvent {
+            kind,
+            message: e.message.clone().unwrap_or_default(),
+            at,
+        },
+    ))
 }
 
 /// Watches the one object `name` of `api` and calls `on_change` with its new value, or `None`

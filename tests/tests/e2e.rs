@@ -574,6 +574,53 @@ async fn bad_input_yields_findings_and_every_process_keeps_running() {
         1
     );
 
+    // linkerd-config records the anchor and a corrupt block; linkerd-identity records that it
+    // refuses to sign. Both reach the findings, and the plan stops.
+    c.kube
+        .apply_json(serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "linkerd-config", "namespace": scenario::LINKERD_NS},
+            "data": {"values": format!(
+                "identityTrustAnchorsPEM: |\n{}  -----BEGIN CERTIFICATE-----\n  AAAA\n  -----END CERTIFICATE-----\nidentityTrustDomain: cluster.local\n",
+                c.scenario.pki.ca2.cert_pem.lines().map(|l| format!("  {l}\n")).collect::<String>()
+            )},
+        }))
+        .unwrap();
+    let refused = "x509: certificate has expired or is not yet valid";
+    c.kube
+        .apply_json(serde_json::json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": "linkerd-identity.1", "namespace": scenario::LINKERD_NS},
+            "involvedObject": {"kind": "Deployment", "name": "linkerd-identity", "namespace": scenario::LINKERD_NS},
+            "reason": "IssuerValidationFailed", "message": refused, "type": "Warning",
+            "lastTimestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        }))
+        .unwrap();
+    let findings = eventually(
+        Duration::from_secs(20),
+        "linkerd-config and identity's event in the findings",
+        || {
+            let addr = addr.clone();
+            async move {
+                let s = call(&addr, "anchorwatch.v1.Query/Summary", serde_json::json!({})).await?;
+                let f = s["findings"].as_array().cloned().unwrap_or_default();
+                let has = |v: &str, subj: &str| {
+                    f.iter()
+                        .any(|x| x["verdict"] == v && x["subject"].as_str().unwrap_or("") == subj)
+                };
+                Ok((has("CERT_UNREADABLE", "configmap/linkerd-config")
+                    && has("IDENTITY_UNREACHABLE", ""))
+                .then_some(s))
+            }
+        },
+    )
+    .await;
+    assert!(findings.to_string().contains(refused), "{findings}");
+    assert!(
+        findings["plan"].get("restarts").is_none(),
+        "identity signs nothing: nothing may be restarted: {findings}"
+    );
+
     // A real `linkerd inject` output (a native-sidecar proxy, no serviceAccountName), scheduled
     // on node-1 with no proxy listening.
     let text = anchorwatch_tests::pki::fixture("injected/inject_emojivoto_pod.golden.yml").unwrap();

@@ -13,6 +13,7 @@
 
 use super::trust_config::{self, Severity, TrustConfig};
 use super::{PodAnalysis, VerdictKind, pod_verdicts};
+use crate::control_plane::{IdentityEvent, IssuerEventKind};
 use crate::model::{PodRecord, ProbeEvidence, SpecAnchorsEvidence};
 use crate::trust::Trust;
 use crate::verify::{Fingerprint, ParsedCert, PemBundle, Verifier};
@@ -100,6 +101,10 @@ pub struct IdentityInput {
     pub anchors: Option<Vec<Fingerprint>>,
     /// Whether it is up and reachable; `None`: unknown.
     pub reachable: Option<bool>,
+    /// When its container started; issuer events from before belong to an earlier process.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Its issuer events, oldest first.
+    pub events: Vec<IdentityEvent>,
 }
 
 /// A node's clock against the reference.
@@ -358,7 +363,13 @@ pub fn analyse(input: &ClusterInput, verifier: &mut Verifier) -> Report {
         .collect();
 
     // Identity.
-    identity_findings(input, &issuer, &bundle_fps, &mut findings);
+    identity_findings(
+        input,
+        &issuer,
+        &bundle_fps,
+        identity_node_skewed,
+        &mut findings,
+    );
 
     // PENDING_BUNDLE_ROLLOUT: a bundle anchor the issuer does not chain to, lacked by some proxy.
     let mut pending_pods: BTreeSet<String> = BTreeSet::new();
@@ -643,26 +654,92 @@ fn clock_skew(input: &ClusterInput, findings: &mut Vec<Finding>) -> BTreeSet<Str
     skewed
 }
 
+/// The issuer the freshest leaf of a local running proxy presents, and when identity issued that
+/// leaf (its not_before plus the allowance: identity backdates by the allowance). This is what
+/// identity signs with now, unless the Secret changed after that leaf was issued (`since`), in
+/// which case the leaves say nothing yet and `None` is returned.
+pub fn signing_issuer(
+    pods: &[PodInput],
+    allowance: TimeDelta,
+    since: Option<DateTime<Utc>>,
+) -> Option<(Fingerprint, DateTime<Utc>)> {
+    let (issued, issuer) = pods
+        .iter()
+        .filter(|p| p.remote.is_none())
+        .filter_map(|p| match &p.record.probe {
+            ProbeEvidence::Chain(c) if !c.leaf_unreadable => {
+                let leaf = c.certs.first()?;
+                let issuer = c.certs.get(1)?;
+                Some((leaf.not_before + allowance, issuer.fingerprint))
+            }
+            _ => None,
+        })
+        .max_by_key(|(issued, _)| *issued)?;
+    match since {
+        Some(t) if issued < t => None,
+        _ => Some((issuer, issued)),
+    }
+}
+
+/// When identity last issued a leaf that a local running proxy presents.
+fn last_issued(pods: &[PodInput], allowance: TimeDelta) -> Option<DateTime<Utc>> {
+    signing_issuer(pods, allowance, None).map(|(_, t)| t)
+}
+
+/// The issuer event of the running identity process that says most about now: the newest one
+/// from after identity started.
+fn current_issuer_event(id: &IdentityInput) -> Option<&IdentityEvent> {
+    id.events
+        .iter()
+        .rev()
+        .find(|e| match (e.at, id.started_at) {
+            (Some(at), Some(started)) => at >= started,
+            _ => true,
+        })
+}
+
 fn identity_findings(
     input: &ClusterInput,
     issuer: &Option<Arc<ParsedCert>>,
     bundle_fps: &BTreeSet<Fingerprint>,
+    identity_node_skewed: bool,
     findings: &mut Vec<Finding>,
 ) {
     let id = &input.identity;
-    if let (Some(signing), Some(secret)) = (&id.issuer, issuer)
-        && *signing != secret.fingerprint
-    {
-        findings.push(Finding {
-            name: "IDENTITY_STALE_ISSUER",
-            subject: Some(trust_config::ISSUER_SUBJECT.into()),
-            severity: Severity::Warning,
-            detail: format!(
+    let event = current_issuer_event(id);
+    let event_text = |e: &IdentityEvent| {
+        let at =
+            e.at.map(|t| format!(" at {}", t.to_rfc3339()))
+                .unwrap_or_default();
+        format!("event {}{at}: {}", e.kind.reason(), e.message)
+    };
+    if let Some(secret) = issuer {
+        let stale = match (&id.issuer, event) {
+            (Some(signing), _) if *signing != secret.fingerprint => Some(format!(
                 "linkerd-identity signs with issuer sha256:{signing}, not the Secret's sha256:{}: it has not loaded the new issuer",
                 secret.fingerprint
-            ),
-            pods: vec![],
-        });
+            )),
+            (None, Some(e)) if e.kind == IssuerEventKind::Skipped => Some(format!(
+                "linkerd-identity skipped loading the Secret's issuer sha256:{} and still signs with the previous one ({})",
+                secret.fingerprint,
+                event_text(e)
+            )),
+            _ => None,
+        };
+        if let Some(mut detail) = stale {
+            if id.issuer.is_some()
+                && let Some(e) = event.filter(|e| e.kind != IssuerEventKind::Updated)
+            {
+                detail.push_str(&format!(" ({})", event_text(e)));
+            }
+            findings.push(Finding {
+                name: "IDENTITY_STALE_ISSUER",
+                subject: Some(trust_config::ISSUER_SUBJECT.into()),
+                severity: Severity::Warning,
+                detail,
+                pods: vec![],
+            });
+        }
     }
     if let Some(loaded) = &id.anchors
         && !bundle_fps.is_empty()
@@ -686,6 +763,44 @@ fn identity_findings(
             detail: "linkerd-identity is down or unreachable: no proxy can obtain or renew a certificate".into(),
             pods: vec![],
         });
+    }
+    // IssuerValidationFailed: identity's issuer failed validation when it tried to sign, so it
+    // signs nothing, unless a leaf issued after the event shows it signs again. The event is
+    // evidence for the finding that explains it (identity's node clock, the issuer's window or
+    // chain); with no explanation, identity is unusable for certification.
+    if let Some(e) = event.filter(|e| e.kind == IssuerEventKind::ValidationFailed) {
+        let refuted = match (e.at, last_issued(&input.pods, input.settings.allowance)) {
+            (Some(at), Some(issued)) => issued > at,
+            _ => false,
+        };
+        if !refuted {
+            let node = id.node.clone().unwrap_or_default();
+            let explains = |f: &Finding| match f.name {
+                "CLOCK_SKEW" => identity_node_skewed && f.subject.as_deref() == Some(&node),
+                "ISSUER_EXPIRED"
+                | "ISSUER_NOT_YET_VALID"
+                | "ISSUER_NOT_CHAINED_TO_ANCHOR"
+                | "UNSUPPORTED_ALGORITHM" => true,
+                "ANCHOR_EXPIRED" | "ANCHOR_NOT_YET_VALID" => f.severity == Severity::Critical,
+                _ => false,
+            };
+            let evidence = format!("linkerd-identity reports {}", event_text(e));
+            match findings.iter_mut().find(|f| explains(f)) {
+                Some(f) => {
+                    f.detail.push_str("; ");
+                    f.detail.push_str(&evidence);
+                }
+                None => findings.push(Finding {
+                    name: "IDENTITY_UNREACHABLE",
+                    subject: None,
+                    severity: Severity::Critical,
+                    detail: format!(
+                        "linkerd-identity refuses to sign: {evidence}; no proxy can obtain or renew a certificate"
+                    ),
+                    pods: vec![],
+                }),
+            }
+        }
     }
 }
 
@@ -973,3 +1088,6 @@ fn plan(ctx: &PlanContext<'_>) -> Plan {
                 .any(|a| a.verdicts.iter().any(|v| v.kind.is_fault())));
     plan
 }
+
+#[cfg(test)]
+mod tests;

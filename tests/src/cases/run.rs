@@ -2,10 +2,11 @@
 //! the live pipeline builds from agent reports and watches), the real analysis and planner run,
 //! and every `expect` field is checked.
 
-use super::{Materialised, Presented, SecretScheme, SpecAnchors, pem_blocks};
+use super::{Materialised, Presented, SpecAnchors, pem_blocks};
 use anchorwatch_aggregator::analysis::cluster::{
     ClusterInput, IdentityInput, NodeClock, PodInput, Report, Settings, Workload, analyse,
 };
+use anchorwatch_aggregator::control_plane::{IdentityEvent, IssuerEventKind};
 use anchorwatch_aggregator::model::{ChainEvidence, PodRecord, ProbeEvidence, SpecAnchorsEvidence};
 use anchorwatch_aggregator::trust::{BundleState, Trust, TrustSources, read_bundle, read_issuer};
 use anchorwatch_aggregator::verify::{Fingerprint, Verifier, parse_der, parse_pem_bundle};
@@ -56,16 +57,7 @@ pub fn input(m: &Materialised) -> ClusterInput {
     let mut issuer_unreadable = 0;
     if let Some(secret) = &m.issuer_secret {
         trust.set_issuer(read_issuer(Some(&secret.data), &sources));
-        let crt = if secret.scheme == SecretScheme::KubernetesTls {
-            "tls.crt"
-        } else {
-            "crt.pem"
-        };
-        if let Some(bytes) = secret.data.get(crt) {
-            issuer_unreadable = parse_pem_bundle(&String::from_utf8_lossy(bytes))
-                .unreadable
-                .len();
-        }
+        issuer_unreadable = anchorwatch_aggregator::trust::issuer_unreadable(Some(&secret.data));
     } else {
         trust.set_issuer(anchorwatch_aggregator::trust::IssuerState::Unavailable(
             "Secret not found".into(),
@@ -85,8 +77,23 @@ pub fn input(m: &Materialised) -> ClusterInput {
                     .collect(),
             ),
             reachable: Some(id.reachable),
+            started_at: m
+                .pods
+                .iter()
+                .find(|p| {
+                    p.namespace == ns
+                        && (p.service_account == "linkerd-identity"
+                            || p.owner
+                                .as_ref()
+                                .is_some_and(|o| o.name == "linkerd-identity"))
+                })
+                .and_then(|p| p.started),
+            events: identity_events(m),
         })
-        .unwrap_or_default();
+        .unwrap_or_else(|| IdentityInput {
+            events: identity_events(m),
+            ..IdentityInput::default()
+        });
     let nodes = m
         .nodes
         .iter()
@@ -179,6 +186,22 @@ pub fn input(m: &Materialised) -> ClusterInput {
         nodes,
         pods,
     }
+}
+
+/// The case's issuer events of linkerd-identity (on its Deployment), in the order given; cases
+/// carry no event times.
+fn identity_events(m: &Materialised) -> Vec<IdentityEvent> {
+    m.events
+        .iter()
+        .filter(|e| e.object == "Deployment/linkerd-identity")
+        .filter_map(|e| {
+            Some(IdentityEvent {
+                kind: IssuerEventKind::from_reason(&e.reason)?,
+                message: e.message.clone(),
+                at: None,
+            })
+        })
+        .collect()
 }
 
 /// A presented chain given as literal PEM: every CERTIFICATE block in order, unreadable ones named.
