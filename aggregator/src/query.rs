@@ -16,7 +16,14 @@ pub struct QueryService {
     settings: Settings,
     /// Turns true when the aggregator shuts down: watch streams end.
     shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The last summary, with the model revision and the time it was computed at: the
+    /// whole-cluster analysis runs again only when the model changed, or after `SUMMARY_MAX_AGE`
+    /// for what time alone changes (an issuer nearing expiry).
+    last: Arc<Mutex<Option<(u64, tokio::time::Instant, pb::ClusterSummary)>>>,
 }
+
+/// How long a summary of an unchanged model is served again.
+const SUMMARY_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl QueryService {
     /// A service reading `cluster`, analysing it with `settings`.
@@ -29,14 +36,33 @@ impl QueryService {
             cluster,
             settings,
             shutdown,
+            last: Arc::new(Mutex::new(None)),
         }
     }
 
-    /// The summary now, with the whole-cluster analysis.
+    /// The summary now, with the whole-cluster analysis (or the last one, when the model has not
+    /// changed since and it is recent).
     fn summary_now(&self) -> pb::ClusterSummary {
         let mut cluster = lock(&self.cluster);
+        let revision = cluster.revision();
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((r, at, s)) = last.as_ref()
+            && *r == revision
+            && at.elapsed() < SUMMARY_MAX_AGE
+        {
+            return s.clone();
+        }
+        let s = Self::summarise(&mut cluster, &self.settings);
+        *last = Some((revision, tokio::time::Instant::now(), s.clone()));
+        s
+    }
+
+    fn summarise(cluster: &mut Cluster, settings: &Settings) -> pb::ClusterSummary {
         let chains_to = cluster.issuer_anchors();
-        let report = cluster.report(&self.settings, chrono::Utc::now());
+        let report = cluster.report(settings, chrono::Utc::now());
         let s = cluster.summary();
         pb::ClusterSummary {
             bundle: Some(wire::trust_bundle(&cluster.trust)),
@@ -117,10 +143,9 @@ impl pb::query_server::Query for QueryService {
         tokio::spawn(async move {
             // Sends the summary whenever what it says changes (the timestamp aside); ends when
             // the caller goes away.
-            // The analysis runs again only when the model changed, or every 30 s for what time
-            // alone changes (an issuer nearing expiry), not on every poll.
+            // The summary is shared with every caller and recomputed only when the model
+            // changed (or it is older than SUMMARY_MAX_AGE), not on every poll.
             let mut last: Option<pb::ClusterSummary> = None;
-            let mut seen: Option<(u64, tokio::time::Instant)> = None;
             let mut every = tokio::time::interval(std::time::Duration::from_millis(500));
             let mut shutdown = svc.shutdown.clone();
             loop {
@@ -128,16 +153,6 @@ impl pb::query_server::Query for QueryService {
                     _ = every.tick() => {}
                     _ = shutdown.changed() => return,
                 }
-                let revision = lock(&svc.cluster).revision();
-                if seen.is_some_and(|(r, at)| {
-                    r == revision && at.elapsed() < std::time::Duration::from_secs(30)
-                }) {
-                    if tx.is_closed() {
-                        return;
-                    }
-                    continue;
-                }
-                seen = Some((revision, tokio::time::Instant::now()));
                 let now = svc.summary_now();
                 let mut key = now.clone();
                 key.updated_at = None;
@@ -207,5 +222,71 @@ impl pb::query_server::Query for QueryService {
         Ok(Response::new(pb::ListNodesResponse {
             nodes: cluster.nodes().map(wire::node_info).collect(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control_plane::{IdentityEvent, IssuerEventKind};
+    use crate::trust::{Trust, TrustSources, read_bundle, read_issuer};
+    use anchorwatch_tests::pki::{Ca, window};
+    use std::collections::BTreeMap;
+
+    #[tokio::test]
+    async fn a_model_change_shows_in_the_next_summary_and_repeats_are_served_from_the_last() {
+        let root = Ca::root("root.linkerd.cluster.local").unwrap();
+        let issuer = root
+            .issuer("identity.linkerd.cluster.local", window(-60, 86_400 * 300))
+            .unwrap();
+        let sources = TrustSources {
+            namespace: "linkerd".into(),
+            config_map: "linkerd-identity-trust-roots".into(),
+            key: "ca-bundle.crt".into(),
+            secret: "linkerd-identity-issuer".into(),
+        };
+        let now = chrono::Utc::now();
+        let mut c = Cluster::new(
+            Trust::new(sources.clone()),
+            std::time::Duration::from_secs(60),
+            now,
+        );
+        let data = BTreeMap::from([("ca-bundle.crt".to_string(), root.cert_pem.clone())]);
+        c.set_bundle(read_bundle(Some(&data), &sources), "1".into(), now);
+        let secret = BTreeMap::from([("crt.pem".to_string(), issuer.cert_pem.into_bytes())]);
+        c.set_issuer(read_issuer(Some(&secret), &sources), now);
+        let cluster = Arc::new(Mutex::new(c));
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        let svc = QueryService::new(cluster.clone(), Settings::new("linkerd"), shutdown);
+
+        let first = svc.summary_now();
+        assert!(
+            !first
+                .findings
+                .iter()
+                .any(|f| f.verdict == "IDENTITY_STALE_ISSUER")
+        );
+        let revision = lock(&cluster).revision();
+        assert_eq!(svc.summary_now(), first);
+        assert_eq!(lock(&cluster).revision(), revision);
+
+        lock(&cluster).update_control_plane(chrono::Utc::now(), |cp| {
+            cp.identity_events.apply(
+                "e1",
+                IdentityEvent {
+                    kind: IssuerEventKind::Skipped,
+                    message: "could not be read from disk".into(),
+                    at: None,
+                },
+            )
+        });
+        let next = svc.summary_now();
+        assert!(
+            next.findings
+                .iter()
+                .any(|f| f.verdict == "IDENTITY_STALE_ISSUER" && f.detail.contains("from disk")),
+            "{:?}",
+            next.findings
+        );
     }
 }
