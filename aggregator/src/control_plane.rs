@@ -6,7 +6,7 @@
 
 use crate::verify::{PemBundle, parse_pem_bundle};
 use chrono::{DateTime, Utc};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// What the model keeps of the control plane, for the analysis.
@@ -21,6 +21,8 @@ pub struct ControlPlane {
     pub issuer_changed_at: Option<DateTime<Utc>>,
     /// linkerd-identity's issuer events.
     pub identity_events: IdentityEvents,
+    /// Namespaces labelled `linkerd.io/extension` (their pods restart in the extensions' tier).
+    pub extension_namespaces: BTreeSet<String>,
 }
 
 /// Name of the ConfigMap that records Linkerd's install values.

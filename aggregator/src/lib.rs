@@ -163,6 +163,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.linkerd_namespace.clone(),
         cluster.clone(),
     ));
+    tasks.spawn(watch::follow_extension_namespaces(
+        client.clone(),
+        cluster.clone(),
+    ));
     tasks.spawn(watch::follow_identity_events(
         client,
         args.linkerd_namespace.clone(),

@@ -569,9 +569,13 @@ impl Cluster {
             .keys()
             .map(|n| (n.clone(), NodeClock::default()))
             .collect();
+        let mut settings = settings.clone();
+        settings
+            .extension_namespaces
+            .extend(self.control_plane.extension_namespaces.iter().cloned());
         let input = ClusterInput {
             now,
-            settings: settings.clone(),
+            settings,
             trust: self.trust.clone(),
             linkerd_config: self.control_plane.linkerd_config.anchors().cloned(),
             issuer_unreadable: self.control_plane.issuer_unreadable,

@@ -12,7 +12,7 @@ use crate::trust::{
     BundleState, IssuerState, TrustSources, issuer_unreadable, read_bundle, read_issuer,
 };
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Secret};
 use kube::runtime::{WatchStreamExt, watcher};
 use std::sync::{Arc, Mutex};
 use tracing::{info, warn};
@@ -220,6 +220,42 @@ async fn follow_one<K>(
             Ok(watcher::Event::InitApply(obj)) => listed = Some(obj),
             Ok(watcher::Event::InitDone) => on_change(listed.take()),
             Err(e) => warn!(error = %e, object = %what, "watch failed; retrying"),
+        }
+    }
+}
+
+/// Follows the namespaces labelled `linkerd.io/extension` (Linkerd's own extensions and third-party
+/// ones): their pods restart after the control plane and before workloads (Rule 4).
+pub async fn follow_extension_namespaces(client: kube::Client, cluster: Arc<Mutex<Cluster>>) {
+    let api: kube::Api<Namespace> = kube::Api::all(client);
+    let cfg = watcher::Config::default().labels("linkerd.io/extension");
+    let mut events = watcher(api, cfg).default_backoff().boxed();
+    let mut listed = std::collections::BTreeSet::new();
+    while let Some(event) = events.next().await {
+        let now = chrono::Utc::now();
+        match event {
+            Ok(watcher::Event::Apply(ns)) => {
+                let name = ns.metadata.name.unwrap_or_default();
+                lock(&cluster).update_control_plane(now, |cp| {
+                    cp.extension_namespaces.insert(name);
+                });
+            }
+            Ok(watcher::Event::Delete(ns)) => {
+                let name = ns.metadata.name.unwrap_or_default();
+                lock(&cluster).update_control_plane(now, |cp| {
+                    cp.extension_namespaces.remove(&name);
+                });
+            }
+            Ok(watcher::Event::Init) => listed.clear(),
+            Ok(watcher::Event::InitApply(ns)) => {
+                listed.insert(ns.metadata.name.unwrap_or_default());
+            }
+            Ok(watcher::Event::InitDone) => {
+                let all = std::mem::take(&mut listed);
+                info!(namespaces = ?all, "extension namespaces listed");
+                lock(&cluster).update_control_plane(now, |cp| cp.extension_namespaces = all);
+            }
+            Err(e) => warn!(error = %e, "watch of extension namespaces failed; retrying"),
         }
     }
 }

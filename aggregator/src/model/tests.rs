@@ -213,3 +213,36 @@ fn revision_moves_with_every_change_a_query_shows_and_not_with_heartbeats() {
         "a bundle read counts even when the anchors are the same"
     );
 }
+
+#[test]
+fn namespaces_labelled_as_extensions_restart_in_the_extension_tier() {
+    let root = Ca::root("root").unwrap();
+    let other = Ca::root("other").unwrap();
+    let issuer = root.issuer("issuer", window(-60, 86_400 * 300)).unwrap();
+    let mut c = mk_cluster(&root, &issuer);
+    let mut pod = mk_pod("u1", "n1", &root, &issuer);
+    pod.namespace = "mesh-audit".into();
+    pod.owners = vec!["ReplicaSet/auditor-5d8f".into()];
+    pod.pod_template_hash = "5d8f".into();
+    // Its proxy lacks the issuer's anchor: a restart fixes it.
+    pod.spec_anchors = SpecAnchorsEvidence::Pem(Arc::new(parse_pem_bundle(&other.cert_pem)));
+    let stream = c.open_stream();
+    c.replace_node("n1", stream, "v", vec![pod], now());
+    let settings = Settings::new("linkerd");
+    let tier = |c: &mut Cluster| {
+        let r = c.report(&settings, now());
+        r.plan
+            .restarts
+            .iter()
+            .find(|x| x.workload.name == "auditor")
+            .map(|x| x.tier)
+    };
+    assert_eq!(tier(&mut c), Some(crate::analysis::cluster::Tier::Workload));
+    c.update_control_plane(now(), |cp| {
+        cp.extension_namespaces.insert("mesh-audit".into());
+    });
+    assert_eq!(
+        tier(&mut c),
+        Some(crate::analysis::cluster::Tier::Extension)
+    );
+}
