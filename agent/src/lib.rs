@@ -2,12 +2,14 @@
 //! really presents (TLS probe of the admin port) and holds (spec trust anchors), and streams the
 //! evidence to the aggregator. It decides nothing about restarts.
 
+pub mod clock;
 pub mod inventory;
 pub mod pod;
 pub mod probe;
 pub mod report;
 pub mod survey;
 pub mod time;
+pub mod timex;
 pub mod wire;
 
 use anyhow::Context;
@@ -62,6 +64,24 @@ pub struct Args {
     /// Longest wait between attempts to reach the aggregator.
     #[arg(long, env = "ANCHORWATCH_AGENT_MAX_BACKOFF", default_value = "30s", value_parser = interval)]
     pub max_backoff: Duration,
+
+    /// The aggregator's clock port (UDP, NTP on-wire exchange), `host:port`; by default the
+    /// host of `--aggregator` and port 8123.
+    #[arg(long, env = "ANCHORWATCH_AGENT_CLOCK_SERVER")]
+    pub clock_server: Option<String>,
+
+    /// NTP servers to measure the node's clock against (SNTP), `host[:port]`, comma-separated;
+    /// when given they are the reference for clock skew, else the aggregator's clock is.
+    #[arg(long, env = "ANCHORWATCH_AGENT_NTP_SERVERS", value_delimiter = ',')]
+    pub ntp_servers: Vec<String>,
+
+    /// Interval between clock measurements.
+    #[arg(long, env = "ANCHORWATCH_AGENT_CLOCK_INTERVAL", default_value = "30s", value_parser = interval)]
+    pub clock_interval: Duration,
+
+    /// Exchanges per clock measurement burst (the lowest-delay one is kept).
+    #[arg(long, env = "ANCHORWATCH_AGENT_CLOCK_BURST", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub clock_burst: u32,
 
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `anchorwatch_agent=debug`.
     #[arg(long, env = "ANCHORWATCH_AGENT_LOG_LEVEL", default_value = "info")]
@@ -119,6 +139,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .context("cannot build a Kubernetes client (in-cluster config or KUBECONFIG)")?;
     let prober = probe::Prober::new(args.probe_timeout).context("cannot build the TLS prober")?;
     let (view_tx, view_rx) = tokio::sync::watch::channel(Arc::new(inventory::NodeView::default()));
+    let (clock_tx, clock_rx) = tokio::sync::watch::channel(None);
     let reporter = tokio::spawn(report::run(
         report::ReportConfig {
             aggregator: args.aggregator.clone(),
@@ -129,7 +150,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             max_backoff: args.max_backoff,
         },
         view_rx,
+        clock_rx,
     ));
+    let clock_cfg = clock::ClockConfig {
+        aggregator: args
+            .clock_server
+            .clone()
+            .unwrap_or_else(|| clock_server_for(&args.aggregator)),
+        ntp_servers: args.ntp_servers.clone(),
+        interval: args.clock_interval,
+        burst: args.clock_burst as usize,
+        timeout: Duration::from_secs(1),
+    };
+    tracing::info!(aggregator = %clock_cfg.aggregator, ntp = ?clock_cfg.ntp_servers, "measuring the node's clock");
+    let clock_task = tokio::spawn(clock::run(clock_cfg, clock_tx));
     let survey = survey::run(
         client,
         survey::SurveyConfig {
@@ -149,7 +183,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         _ = shutdown_signal() => { tracing::info!("shutting down"); Ok(()) }
     };
     reporter.abort();
+    clock_task.abort();
     result
+}
+
+/// The aggregator's clock port: the host of its gRPC URL, port 8123.
+fn clock_server_for(aggregator: &str) -> String {
+    let host = aggregator
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(str::to_string))
+        .unwrap_or_else(|| "anchorwatch-aggregator.anchorwatch".to_string());
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:8123")
+    } else {
+        format!("{host}:8123")
+    }
 }
 
 async fn shutdown_signal() {
@@ -170,6 +219,16 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_clock_port_defaults_to_the_aggregators_host() {
+        assert_eq!(
+            clock_server_for("http://anchorwatch-aggregator.anchorwatch:8443"),
+            "anchorwatch-aggregator.anchorwatch:8123"
+        );
+        assert_eq!(clock_server_for("http://127.0.0.1:9"), "127.0.0.1:8123");
+        assert_eq!(clock_server_for("http://[::1]:9"), "[::1]:8123");
+    }
 
     #[test]
     fn zero_durations_are_refused_at_start_up() {

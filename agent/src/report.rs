@@ -51,12 +51,20 @@ enum SessionError {
     Stalled(Duration),
 }
 
-/// Streams the node's view to the aggregator until `view`'s sender is dropped.
-pub async fn run(cfg: ReportConfig, mut view: watch::Receiver<Arc<NodeView>>) {
+/// The node's latest clock measurement, published by the clock task.
+pub type ClockView = watch::Receiver<Option<Arc<pb::NodeClock>>>;
+
+/// Streams the node's view to the aggregator until `view`'s sender is dropped. Each new clock
+/// measurement goes out at once, in a heartbeat; a snapshot carries the latest one.
+pub async fn run(
+    cfg: ReportConfig,
+    mut view: watch::Receiver<Arc<NodeView>>,
+    mut clock: ClockView,
+) {
     let mut backoff = Backoff::new(Duration::from_millis(500), cfg.max_backoff);
     loop {
         let started = tokio::time::Instant::now();
-        match session(&cfg, &mut view).await {
+        match session(&cfg, &mut view, &mut clock).await {
             Ok(()) => return,
             Err(e) => {
                 if started.elapsed() > Duration::from_secs(30) {
@@ -73,6 +81,7 @@ pub async fn run(cfg: ReportConfig, mut view: watch::Receiver<Arc<NodeView>>) {
 async fn session(
     cfg: &ReportConfig,
     view: &mut watch::Receiver<Arc<NodeView>>,
+    clock: &mut ClockView,
 ) -> Result<(), SessionError> {
     let endpoint = Endpoint::from_shared(cfg.aggregator.clone())
         .map_err(|e| SessionError::Address(e.to_string()))?
@@ -92,7 +101,9 @@ async fn session(
         timeout: cfg.timeout,
     };
     let current = view.borrow_and_update().clone();
-    stream.snapshot(&current).await?;
+    let measured = clock.borrow_and_update().clone();
+    stream.snapshot(&current, measured.as_deref()).await?;
+    let mut clock_open = true;
     let mut responses = client
         .report(ReceiverStream::new(rx))
         .await
@@ -113,12 +124,20 @@ async fn session(
                 let current = view.borrow_and_update().clone();
                 stream.delta(&current).await?;
             }
-            _ = heartbeat.tick() => stream.heartbeat().await?,
+            changed = clock.changed(), if clock_open => match changed {
+                Ok(()) => {
+                    let measured = clock.borrow_and_update().clone();
+                    stream.heartbeat(measured.as_deref()).await?;
+                }
+                Err(_) => clock_open = false,
+            },
+            _ = heartbeat.tick() => stream.heartbeat(None).await?,
             msg = responses.message() => match msg {
                 Ok(Some(pb::AggregatorMessage { kind: Some(pb::aggregator_message::Kind::ResendSnapshot(r)) })) => {
                     info!(reason = %r.reason, "aggregator asked for a snapshot");
                     let current = view.borrow_and_update().clone();
-                    stream.snapshot(&current).await?;
+                    let measured = clock.borrow().clone();
+                    stream.snapshot(&current, measured.as_deref()).await?;
                 }
                 Ok(Some(m)) => debug!(?m, "from aggregator"),
                 Ok(None) => return Err(SessionError::Closed),
@@ -139,7 +158,11 @@ struct Stream {
 }
 
 impl Stream {
-    async fn snapshot(&mut self, view: &NodeView) -> Result<(), SessionError> {
+    async fn snapshot(
+        &mut self,
+        view: &NodeView,
+        clock: Option<&pb::NodeClock>,
+    ) -> Result<(), SessionError> {
         self.seq += 1;
         self.sent = view
             .pods
@@ -157,6 +180,7 @@ impl Stream {
                     .values()
                     .map(|(_, e)| wire::pod_evidence(e))
                     .collect(),
+                clock: clock.cloned(),
             })),
         };
         self.send(msg).await
@@ -201,11 +225,12 @@ impl Stream {
         self.send(msg).await
     }
 
-    async fn heartbeat(&mut self) -> Result<(), SessionError> {
+    async fn heartbeat(&mut self, clock: Option<&pb::NodeClock>) -> Result<(), SessionError> {
         let msg = pb::AgentMessage {
             kind: Some(pb::agent_message::Kind::Heartbeat(pb::Heartbeat {
                 node: self.node.clone(),
                 sent_at: Some(crate::time::to_proto(chrono::Utc::now())),
+                clock: clock.cloned(),
             })),
         };
         self.send(msg).await

@@ -144,13 +144,14 @@ impl IngestService {
     ) -> Result<(), Status> {
         let seq = snapshot.seq;
         let pods = decode(snapshot.pods, node, &self.interner);
-        lock(&self.cluster).replace_node(
-            node,
-            stream,
-            &snapshot.agent_version,
-            pods,
-            chrono::Utc::now(),
-        );
+        let now = chrono::Utc::now();
+        {
+            let mut cluster = lock(&self.cluster);
+            cluster.replace_node(node, stream, &snapshot.agent_version, pods, now);
+            if let Some(c) = snapshot.clock {
+                cluster.node_clock(node, stream, wire::clock_reading(c, now), now);
+            }
+        }
         ack(tx, seq).await?;
         while let Some(msg) = self.next(inbound).await? {
             let now = chrono::Utc::now();
@@ -160,7 +161,13 @@ impl IngestService {
                     let seq = s.seq;
                     let pods = decode(s.pods, node, &self.interner);
                     debug!(pods = pods.len(), "snapshot");
-                    lock(&self.cluster).replace_node(node, stream, &s.agent_version, pods, now);
+                    {
+                        let mut cluster = lock(&self.cluster);
+                        cluster.replace_node(node, stream, &s.agent_version, pods, now);
+                        if let Some(c) = s.clock {
+                            cluster.node_clock(node, stream, wire::clock_reading(c, now), now);
+                        }
+                    }
                     ack(tx, seq).await?;
                 }
                 Some(pb::agent_message::Kind::Delta(d)) => {
@@ -181,8 +188,13 @@ impl IngestService {
                 }
                 Some(pb::agent_message::Kind::Heartbeat(h)) => {
                     check_node(&h.node, node)?;
-                    if !lock(&self.cluster).heartbeat(node, stream, now) {
+                    let mut cluster = lock(&self.cluster);
+                    if !cluster.heartbeat(node, stream, now) {
                         return Err(Status::aborted("another stream took over this node"));
+                    }
+                    if let Some(c) = h.clock {
+                        debug!("clock measurement");
+                        cluster.node_clock(node, stream, wire::clock_reading(c, now), now);
                     }
                 }
                 None => return Err(Status::invalid_argument("empty agent message")),

@@ -2,11 +2,13 @@
 //! the node agents report, and answers queries over gRPC (with server reflection and health).
 
 pub mod analysis;
+pub mod clock;
 pub mod control_plane;
 pub mod ingest;
 pub mod model;
 pub mod query;
 pub mod time;
+pub mod timeserver;
 pub mod trust;
 pub mod verify;
 pub mod watch;
@@ -83,6 +85,29 @@ pub struct Args {
     #[arg(long, env = "ANCHORWATCH_AGGREGATOR_EXPIRY_WARNING", default_value = "60days", value_parser = humantime::parse_duration)]
     pub expiry_warning: Duration,
 
+    /// UDP address of the clock port, where agents measure their node's clock offset (NTP
+    /// on-wire exchange).
+    #[arg(
+        long,
+        env = "ANCHORWATCH_AGGREGATOR_CLOCK_LISTEN",
+        default_value = "0.0.0.0:8123"
+    )]
+    pub clock_listen: SocketAddr,
+
+    /// A node whose clock is off by more than this (beyond its error bound) is reported at level
+    /// `warn` (a level and a metric, not a verdict); the critical level is the clock-skew
+    /// allowance.
+    #[arg(long, env = "ANCHORWATCH_AGGREGATOR_CLOCK_WARN", default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub clock_warn: Duration,
+
+    /// A clock measurement older than this no longer counts: the node is INCONCLUSIVE.
+    #[arg(long, env = "ANCHORWATCH_AGGREGATOR_CLOCK_STALE_AFTER", default_value = "5m", value_parser = interval)]
+    pub clock_stale_after: Duration,
+
+    /// How much clock history per node the drift fit uses.
+    #[arg(long, env = "ANCHORWATCH_AGGREGATOR_CLOCK_WINDOW", default_value = "6h", value_parser = interval)]
+    pub clock_window: Duration,
+
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `anchorwatch_aggregator=debug`.
     #[arg(long, env = "ANCHORWATCH_AGGREGATOR_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -147,7 +172,25 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.stale_after,
         chrono::Utc::now(),
     )));
+    {
+        let delta = |d: Duration| chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX);
+        ingest::lock(&cluster).set_clock_settings(clock::ClockSettings {
+            warn_s: args.clock_warn.as_secs_f64(),
+            critical_s: args.clock_skew_allowance.as_secs_f64(),
+            fresh_for: delta(args.clock_stale_after),
+            window: delta(args.clock_window),
+            max_points: 2_000,
+        });
+    }
+    let clock_socket = tokio::net::UdpSocket::bind(args.clock_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (UDP)", args.clock_listen))?;
+    tracing::info!(listen = %clock_socket.local_addr()?, "clock port serving");
     let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(timeserver::serve(
+        clock_socket,
+        Arc::new(timeserver::Counters::default()),
+    ));
     tasks.spawn(watch::follow_bundle(
         client.clone(),
         sources.clone(),

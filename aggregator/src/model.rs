@@ -19,6 +19,7 @@ use crate::analysis::cluster::{
     signing_issuer,
 };
 use crate::analysis::{PodAnalysis, VerdictKind, pod_verdicts};
+use crate::clock::{ClockSettings, NodeClockState, Reading, Row as ClockRow, rows as clock_rows};
 use crate::control_plane::ControlPlane;
 use crate::trust::{BundleState, IssuerState, Trust};
 use crate::verify::{ParsedCert, PemBundle, Verifier};
@@ -133,6 +134,8 @@ pub struct NodeRecord {
     pub pods: BTreeSet<String>,
     /// No stream, or no message for longer than the stale timeout; set by `tick`.
     pub stale: bool,
+    /// Its clock, as its agent measures it.
+    pub clock: NodeClockState,
 }
 
 /// A pod and its analysis.
@@ -164,6 +167,8 @@ pub struct Cluster {
     /// linkerd-config, the issuer Secret's unreadable blocks, identity's events; written by the
     /// control-plane watches through `update_control_plane`.
     control_plane: ControlPlane,
+    /// How node clocks are judged.
+    clock_settings: ClockSettings,
     /// Signature facts cache, shared by every analysis.
     verifier: Verifier,
     /// Nodes by name; written by the ingest streams.
@@ -187,6 +192,7 @@ impl Cluster {
         Cluster {
             trust,
             control_plane: ControlPlane::default(),
+            clock_settings: ClockSettings::default(),
             verifier: Verifier::new(),
             nodes: BTreeMap::new(),
             pods: HashMap::new(),
@@ -243,6 +249,7 @@ impl Cluster {
                 agent_version: String::new(),
                 pods: BTreeSet::new(),
                 stale: false,
+                clock: NodeClockState::new(&self.clock_settings),
             });
         record.stream = stream;
         record.last_report_at = now;
@@ -286,6 +293,63 @@ impl Cluster {
         }
         self.touch(node, now);
         true
+    }
+
+    /// A clock measurement from the agent that owns `node`; returns false when `stream` does not
+    /// own it.
+    pub fn node_clock(
+        &mut self,
+        node: &str,
+        stream: u64,
+        reading: Reading,
+        now: DateTime<Utc>,
+    ) -> bool {
+        if !self.owns(node, stream) {
+            return false;
+        }
+        let settings = self.clock_settings.clone();
+        if let Some(n) = self.nodes.get_mut(node) {
+            n.clock.apply(reading, &settings);
+        }
+        self.touch_revision(now);
+        true
+    }
+
+    /// Sets how node clocks are judged (before any measurement arrives).
+    pub fn set_clock_settings(&mut self, s: ClockSettings) {
+        self.clock_settings = s;
+    }
+
+    /// How node clocks are judged.
+    pub fn clock_settings(&self) -> &ClockSettings {
+        &self.clock_settings
+    }
+
+    /// The node running linkerd-identity, from its pod.
+    pub fn identity_node(&self, settings: &Settings) -> Option<String> {
+        self.pods()
+            .find(|e| is_identity_pod(&e.record, settings))
+            .map(|e| e.record.node.clone())
+    }
+
+    /// The clock report's rows, with `history` recent offsets each.
+    pub fn clock_rows(
+        &self,
+        settings: &Settings,
+        history: usize,
+        now: DateTime<Utc>,
+    ) -> (Vec<ClockRow>, Option<String>) {
+        let identity = self.identity_node(settings);
+        let rows = clock_rows(
+            self.nodes
+                .values()
+                .map(|n| (n.name.as_str(), &n.clock, n.stale)),
+            identity.as_deref(),
+            history,
+            now,
+            &self.clock_settings,
+        );
+        (rows, identity)
     }
 
     /// The stream closed; the node stays, marked stale, until a new stream takes it.
@@ -520,7 +584,7 @@ impl Cluster {
     /// The whole-cluster analysis at `now` (DESIGN section 5): findings, affected pods, phase,
     /// plan. Identity is located by its pod (its node, the bundle it read at start); the issuer
     /// it signs with comes from the freshest leaf issued since the Secret changed, and its issuer
-    /// events. Node clocks are not measured yet, so nodes are INCONCLUSIVE.
+    /// events. A node whose clock is not measured lately is INCONCLUSIVE.
     pub fn report(&mut self, settings: &Settings, now: DateTime<Utc>) -> Report {
         let pods: Vec<PodInput> = self
             .pods()
@@ -532,13 +596,7 @@ impl Cluster {
                 analysis: Some(e.analysis.clone()),
             })
             .collect();
-        let identity_pod = pods.iter().find(|p| {
-            p.record.namespace == settings.linkerd_namespace
-                && (p.record.service_account == "linkerd-identity"
-                    || p.workload
-                        .as_ref()
-                        .is_some_and(|w| w.name == "linkerd-identity"))
-        });
+        let identity_pod = pods.iter().find(|p| is_identity_pod(&p.record, settings));
         let cp = &self.control_plane;
         // What identity signs with: the issuer of the freshest leaf issued since the Secret last
         // changed (identity's own proxy renews like any other); the events say the rest.
@@ -564,10 +622,24 @@ impl Cluster {
                 ..IdentityInput::default()
             },
         };
+        // A node's clock counts while its agent reports and the measurement is fresh; otherwise
+        // it is unmeasured (INCONCLUSIVE), never healthy.
         let nodes = self
             .nodes
-            .keys()
-            .map(|n| (n.clone(), NodeClock::default()))
+            .values()
+            .map(|n| {
+                let current = (!n.stale)
+                    .then(|| n.clock.current(now, &self.clock_settings))
+                    .flatten();
+                (
+                    n.name.clone(),
+                    NodeClock {
+                        offset_s: current.as_ref().map(|c| c.offset_s),
+                        bound_s: current.map_or(0.0, |c| c.bound_s),
+                        remote: None,
+                    },
+                )
+            })
             .collect();
         let mut settings = settings.clone();
         settings
@@ -590,6 +662,14 @@ impl Cluster {
     pub fn issuer_anchors(&mut self) -> Vec<crate::verify::Fingerprint> {
         crate::analysis::issuer_anchors(&self.trust, &mut self.verifier).to_vec()
     }
+}
+
+/// Whether a pod is linkerd-identity's: in the control-plane namespace, with its service account
+/// or owned by its Deployment.
+fn is_identity_pod(r: &PodRecord, settings: &Settings) -> bool {
+    r.namespace == settings.linkerd_namespace
+        && (r.service_account == "linkerd-identity"
+            || workload(r).is_some_and(|w| w.name == "linkerd-identity"))
 }
 
 /// The workload a restart rolls: the controller owner, with a ReplicaSet named

@@ -171,6 +171,22 @@ impl pb::query_server::Query for QueryService {
         )))
     }
 
+    async fn clock_report(
+        &self,
+        request: Request<pb::ClockReportRequest>,
+    ) -> Result<Response<pb::ClockReportResponse>, Status> {
+        let history = request.into_inner().history.min(10_000) as usize;
+        let now = chrono::Utc::now();
+        let cluster = lock(&self.cluster);
+        let (rows, identity) = cluster.clock_rows(&self.settings, history, now);
+        Ok(Response::new(wire::clock_report(
+            &rows,
+            identity,
+            cluster.clock_settings(),
+            now,
+        )))
+    }
+
     async fn list_pods(
         &self,
         request: Request<pb::ListPodsRequest>,

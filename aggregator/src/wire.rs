@@ -465,3 +465,113 @@ pub fn plan(p: &Plan) -> pb::Plan {
         escalate: p.escalate,
     }
 }
+
+/// An agent's clock measurement, as it arrived at `now`.
+pub fn clock_reading(c: pb::NodeClock, now: DateTime<Utc>) -> crate::clock::Reading {
+    use crate::clock::{Kernel, NtpReading, Offset, Reading};
+    let offset = |o: Option<pb::ClockOffset>| {
+        let o = o.unwrap_or_default();
+        Offset {
+            // A non-finite or absurd value is no measurement.
+            offset_s: o.offset_seconds.filter(|v| v.is_finite() && v.abs() < 1e9),
+            bound_s: if o.bound_seconds.is_finite() {
+                o.bound_seconds.max(0.0)
+            } else {
+                f64::MAX
+            },
+            error: o.error,
+        }
+    };
+    let k = c.kernel.unwrap_or_default();
+    Reading {
+        received_at: now,
+        aggregator: offset(c.aggregator),
+        ntp: c
+            .ntp
+            .into_iter()
+            .map(|n| NtpReading {
+                server: n.server,
+                offset: offset(n.offset),
+                root_distance_s: if n.root_distance_seconds.is_finite() {
+                    n.root_distance_seconds.max(0.0)
+                } else {
+                    f64::MAX
+                },
+            })
+            .collect(),
+        kernel: Kernel {
+            synchronised: k.synchronised,
+            max_error_s: k.max_error_seconds,
+            est_error_s: k.est_error_seconds,
+            frequency_ppm: k.frequency_ppm,
+            error: k.error,
+        },
+    }
+}
+
+/// The clock report on the wire.
+pub fn clock_report(
+    rows: &[crate::clock::Row],
+    identity_node: Option<String>,
+    settings: &crate::clock::ClockSettings,
+    now: DateTime<Utc>,
+) -> pb::ClockReportResponse {
+    use anchorwatch_clock::drift::Forecast;
+    let at = |f: Option<Forecast>| match f {
+        Some(Forecast::At(t)) => Some(to_proto(t)),
+        _ => None,
+    };
+    let beyond = |f: Option<Forecast>| matches!(f, Some(Forecast::Beyond));
+    let ntp = rows.iter().any(|r| {
+        r.offset
+            .as_ref()
+            .is_some_and(|o| o.reference.starts_with("ntp:"))
+    });
+    pb::ClockReportResponse {
+        at: Some(to_proto(now)),
+        reference: if ntp { "ntp" } else { "aggregator" }.into(),
+        warn_seconds: settings.warn_s,
+        critical_seconds: settings.critical_s,
+        identity_node: identity_node.unwrap_or_default(),
+        nodes: rows
+            .iter()
+            .map(|r| pb::NodeClockRow {
+                node: r.node.clone(),
+                level: r.level.name().into(),
+                reference: r
+                    .offset
+                    .as_ref()
+                    .map(|o| o.reference.clone())
+                    .unwrap_or_default(),
+                offset_seconds: r.offset.as_ref().map(|o| o.offset_s),
+                bound_seconds: r.offset.as_ref().map_or(0.0, |o| o.bound_s),
+                offset_to_identity_seconds: r.to_identity.map(|(o, _)| o),
+                bound_to_identity_seconds: r.to_identity.map_or(0.0, |(_, b)| b),
+                kernel: r.kernel.as_ref().map(|k| pb::KernelClock {
+                    synchronised: k.synchronised,
+                    max_error_seconds: k.max_error_s,
+                    est_error_seconds: k.est_error_s,
+                    frequency_ppm: k.frequency_ppm,
+                    error: k.error.clone(),
+                }),
+                drift_ppm: r.drift.map(|d| d.ppm),
+                drift_ppm_uncertainty: r.drift.map_or(0.0, |d| d.ppm_uncertainty),
+                warn_at: at(r.warn_forecast),
+                critical_at: at(r.critical_forecast),
+                beyond_warn: beyond(r.warn_forecast),
+                beyond_critical: beyond(r.critical_forecast),
+                last_sample_at: r.last_sample_at.map(to_proto),
+                problem: r.problem.clone(),
+                history: r
+                    .history
+                    .iter()
+                    .map(|p| pb::ClockPoint {
+                        at: Some(to_proto(p.at)),
+                        offset_seconds: p.offset_s,
+                        bound_seconds: p.bound_s,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}

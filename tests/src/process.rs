@@ -129,6 +129,11 @@ pub fn aggregator(
         "--log-level".into(),
         "info,anchorwatch_aggregator=debug".into(),
     ];
+    // The clock port on the same address and number as gRPC (UDP and TCP ports are apart), so
+    // tests stay on their loopback address and agents find it from the gRPC URL.
+    if !extra.contains(&"--clock-listen") {
+        args.extend(["--clock-listen".to_string(), listen.to_string()]);
+    }
     args.extend(extra.iter().map(|s| s.to_string()));
     Proc::spawn(
         "aggregator",
@@ -147,13 +152,51 @@ pub fn agent(
     log_dir: &Path,
     extra: &[&str],
 ) -> anyhow::Result<Proc> {
+    agent_with_env(kubeconfig, node, aggregator_url, log_dir, extra, vec![])
+}
+
+/// The environment that runs a dynamically linked program under libfaketime with its clock
+/// shifted by `shift` (e.g. `+3s`, `-25s`); the monotonic clock is left alone.
+pub fn faketime(shift: &str) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let lib = [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/faketime/libfaketimeMT.so.1",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .context("libfaketime is not installed (bash .ci/setup installs it)")?;
+    Ok(vec![
+        ("LD_PRELOAD", lib.to_string()),
+        ("FAKETIME", shift.to_string()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_string()),
+        ("FAKETIME_NO_CACHE", "1".to_string()),
+    ])
+}
+
+/// Starts an agent for `node` with extra environment (e.g. [`faketime`]).
+pub fn agent_with_env(
+    kubeconfig: &Path,
+    node: &str,
+    aggregator_url: &str,
+    log_dir: &Path,
+    extra: &[&str],
+    env: Vec<(&'static str, String)>,
+) -> anyhow::Result<Proc> {
     let mut args = vec!["--aggregator".to_string(), aggregator_url.to_string()];
     args.extend(extra.iter().map(|s| s.to_string()));
     // Test-friendly defaults, unless `extra` sets them.
+    let clock_server = aggregator_url
+        .trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .trim_end_matches('/')
+        .to_string();
     for (flag, value) in [
         ("--probe-interval", "5s"),
         ("--probe-timeout", "2s"),
         ("--max-backoff", "2s"),
+        ("--clock-server", clock_server.as_str()),
+        ("--clock-interval", "2s"),
     ] {
         if !extra.contains(&flag) {
             args.extend([flag.to_string(), value.to_string()]);
@@ -166,7 +209,10 @@ pub fn agent(
         &[
             ("KUBECONFIG", kubeconfig.display().to_string()),
             ("NODE_NAME", node.to_string()),
-        ],
+        ]
+        .into_iter()
+        .chain(env)
+        .collect::<Vec<_>>(),
         log_dir,
     )
 }

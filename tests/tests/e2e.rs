@@ -765,7 +765,7 @@ async fn bad_input_yields_findings_and_every_process_keeps_running() {
     tx2.send(pb::AgentMessage {
         kind: Some(pb::agent_message::Kind::Heartbeat(pb::Heartbeat {
             node: "node-8".into(),
-            sent_at: None,
+            ..Default::default()
         })),
     })
     .await
@@ -800,4 +800,178 @@ async fn bad_input_yields_findings_and_every_process_keeps_running() {
     drop(procs);
     c.scenario.stop().await;
     c.kube.shutdown().await;
+}
+
+/// Three agents on true time against one aggregator: node-1 runs linkerd-identity unshifted,
+/// node-2's agent runs under libfaketime at +3 s, node-3's at −25 s. Nothing but the measurement
+/// tells the aggregator (or this test's assertions) about the shift.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_skew_is_measured_and_a_node_behind_identity_is_held() {
+    use anchorwatch_tests::scenario::{Anchors, Presents, Which};
+    let _serial = SERIAL.lock().await;
+    let pods = vec![
+        PodPlan {
+            namespace: "linkerd",
+            name: "linkerd-identity-6d8f7c-i1",
+            service_account: "linkerd-identity",
+            node: 1,
+            presents: Presents::Leaf(Which::NewIssuer, -60, 86_400),
+            anchors: Anchors::ConfigMap,
+            expect: &["OK"],
+        },
+        PodPlan {
+            namespace: "emojivoto",
+            name: "voting-6c8d9f-c2",
+            service_account: "voting",
+            node: 2,
+            presents: Presents::Leaf(Which::OldIssuer, -86_400, 86_400),
+            anchors: Anchors::Roots(&[Which::OldIssuer]),
+            expect: &["STALE_LEAF:BadSignature", "STALE_TRUST_BUNDLE"],
+        },
+        PodPlan {
+            namespace: "emojivoto",
+            name: "emoji-5f6b8c-b3",
+            service_account: "emoji",
+            node: 3,
+            presents: Presents::Leaf(Which::OldIssuer, -86_400, 86_400),
+            anchors: Anchors::Roots(&[Which::OldIssuer]),
+            expect: &["STALE_LEAF:BadSignature", "STALE_TRUST_BUNDLE"],
+        },
+    ];
+    let c = cluster(23, pods).await;
+    let addr = format!("127.0.0.1:{}", process::free_port().unwrap());
+    let url = format!("http://{addr}");
+    let mut procs = vec![process::aggregator(&c.kubeconfig, &addr, c.dir.path(), &[]).unwrap()];
+    for (node, shift) in [
+        ("node-1", None),
+        ("node-2", Some("+3s")),
+        ("node-3", Some("-25s")),
+    ] {
+        let env = match shift {
+            Some(s) => process::faketime(s).unwrap(),
+            None => vec![],
+        };
+        procs.push(
+            process::agent_with_env(&c.kubeconfig, node, &url, c.dir.path(), &[], env).unwrap(),
+        );
+    }
+    let report = eventually(
+        Duration::from_secs(30),
+        "every node's clock measured",
+        || {
+            let addr = addr.clone();
+            async move {
+                let r = call(
+                    &addr,
+                    "anchorwatch.v1.Query/ClockReport",
+                    serde_json::json!({"history": 10}),
+                )
+                .await?;
+                let measured = r["nodes"]
+                    .as_array()
+                    .map(|n| n.len() == 3 && n.iter().all(|x| x.get("offsetSeconds").is_some()))
+                    .unwrap_or(false);
+                Ok(measured.then_some(r))
+            }
+        },
+    )
+    .await;
+    if std::thread::panicking() {
+        dump_logs(&procs);
+    }
+    assert_eq!(report["identityNode"], "node-1", "{report}");
+    assert_eq!(report["reference"], "aggregator", "{report}");
+    let row = |n: &str| {
+        report["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["node"] == n)
+            .cloned()
+            .unwrap()
+    };
+    for (node, shift, level) in [
+        ("node-1", 0.0, "ok"),
+        ("node-2", 3.0, "warn"),
+        ("node-3", -25.0, "critical"),
+    ] {
+        let r = row(node);
+        let offset = r["offsetSeconds"].as_f64().unwrap();
+        let bound = r["boundSeconds"].as_f64().unwrap();
+        // libfaketime applies the shift to every clock read; allow it 2 ms on top of the bound
+        // for its own rounding.
+        assert!(
+            (offset - shift).abs() <= bound + 0.002,
+            "{node}: measured {offset} ± {bound}, injected {shift}: {r}"
+        );
+        assert!(bound < 0.1, "{node}: loopback bound {bound}");
+        assert_eq!(r["level"], level, "{node}: {r}");
+        let to_identity = r["offsetToIdentitySeconds"].as_f64().unwrap();
+        assert!(
+            (to_identity - shift).abs() <= 2.0 * bound + 0.004,
+            "{node}: {r}"
+        );
+    }
+
+    // The analysis: CLOCK_SKEW(node-3) only; its stale pod is held, node-2's is restarted.
+    let summary = eventually(
+        Duration::from_secs(20),
+        "the skew in the findings and the plan",
+        || {
+            let addr = addr.clone();
+            async move {
+                let s = call(&addr, "anchorwatch.v1.Query/Summary", serde_json::json!({})).await?;
+                let skew = s["findings"]
+                    .as_array()
+                    .map(|f| {
+                        f.iter()
+                            .any(|x| x["verdict"] == "CLOCK_SKEW" && x["subject"] == "node-3")
+                    })
+                    .unwrap_or(false);
+                let planned = s["plan"]["restarts"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty());
+                Ok((skew && planned).then_some(s))
+            }
+        },
+    )
+    .await;
+    let findings = summary["findings"].as_array().unwrap();
+    let skewed: Vec<&str> = findings
+        .iter()
+        .filter(|f| f["verdict"] == "CLOCK_SKEW")
+        .map(|f| f["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(skewed, vec!["node-3"], "{summary}");
+    assert!(
+        !findings.iter().any(|f| f["verdict"] == "INCONCLUSIVE"
+            && f["subject"].as_str().unwrap_or("").starts_with("node-")),
+        "every node is measured: {summary}"
+    );
+    let restarts: Vec<&str> = summary["plan"]["restarts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["workload"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        restarts.contains(&"emojivoto/Deployment/voting"),
+        "{summary}"
+    );
+    assert!(
+        !restarts
+            .iter()
+            .any(|r| r.contains("emoji/") || r.ends_with("/emoji")),
+        "{summary}"
+    );
+    let held = summary["plan"]["held"].as_array().unwrap();
+    assert!(
+        held.iter()
+            .any(|h| h["target"] == "emojivoto/Deployment/emoji"
+                && h["reason"].as_str().unwrap_or("").contains("node-3")),
+        "{summary}"
+    );
+    for p in &mut procs {
+        assert!(p.stop(Duration::from_secs(5)), "{} did not stop", p.name);
+    }
 }
