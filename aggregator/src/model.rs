@@ -4,20 +4,27 @@
 //! ```text
 //!   agent streams ──replace_node / apply_delta / heartbeat / disconnect──┐
 //!   trust watch ───────────set_bundle / set_issuer──────────────────────┤
+//!   Link watch + gateway probe ───set_gateways / remove_link─────────────┤
 //!   clock ─────────────────────────tick──────────────────────────────────┤
 //!                                                                        ▼
-//!   Cluster { nodes: name → NodeRecord, pods: uid → PodEntry{record, analysis}, trust, verifier }
+//!   Cluster { nodes: name → NodeRecord, pods: uid → PodEntry{record, analysis}, trust, verifier,
+//!             links: Link → [PodEntry{remote: Some(cluster)}] }
 //!                                                                        │
 //!   query service ◄──────────────── summary / pods / pod ◄───────────────┘
 //! ```
 //! Pure and synchronous; the gRPC and kube tasks hold it behind a mutex and call it with `now`.
 //! A pod's analysis is recomputed when its evidence changes, for every pod when the trust
 //! configuration changes, and on `tick` (time passes: expiry, stale nodes).
+//!
+//! Remote pods (the gateways of linked clusters, which the aggregator probes itself) are kept
+//! apart from the pods agents report: they belong to no node, are not counted in the summary's
+//! pods and verdicts, and carry only the verdicts a remote pod can have
+//! ([`crate::analysis::remote_view`]).
 
 use crate::analysis::cluster::{
     ClusterInput, IdentityInput, NodeClock, PodInput, Report, Settings, Workload, analyse,
 };
-use crate::analysis::{PodAnalysis, VerdictKind, pod_verdicts};
+use crate::analysis::{PodAnalysis, VerdictKind, pod_verdicts, remote_view};
 use crate::trust::{BundleState, IssuerState, Trust};
 use crate::verify::{ParsedCert, PemBundle, Verifier};
 use chrono::{DateTime, Utc};
@@ -140,6 +147,8 @@ pub struct PodEntry {
     pub record: PodRecord,
     /// Verdicts.
     pub analysis: PodAnalysis,
+    /// The linked cluster, for a gateway of a multicluster Link; `None` for pods agents report.
+    pub remote: Option<String>,
 }
 
 /// Counts for the summary.
@@ -153,6 +162,8 @@ pub struct Summary {
     pub nodes_reporting: usize,
     /// Stale nodes.
     pub nodes_stale: usize,
+    /// Pods of linked clusters (gateways of multicluster Links); not in `pods` or `verdicts`.
+    pub remote_pods: usize,
 }
 
 /// The cluster model.
@@ -167,6 +178,9 @@ pub struct Cluster {
     pods: HashMap<String, PodEntry>,
     /// (namespace, name) → uid.
     by_name: BTreeMap<(String, String), String>,
+    /// Gateways of linked clusters by Link (`namespace/name`), one entry per gateway address;
+    /// written by the Link follower after each probe round, removed with their Link.
+    links: BTreeMap<String, Vec<PodEntry>>,
     /// A node with no message for longer is stale.
     stale_after: chrono::TimeDelta,
     /// Last change of anything a query shows.
@@ -185,6 +199,7 @@ impl Cluster {
             nodes: BTreeMap::new(),
             pods: HashMap::new(),
             by_name: BTreeMap::new(),
+            links: BTreeMap::new(),
             stale_after: chrono::TimeDelta::from_std(stale_after).unwrap_or(chrono::TimeDelta::MAX),
             updated_at: now,
             revision: 0,
@@ -376,7 +391,76 @@ impl Cluster {
             stale.as_deref(),
             record.reported_at,
         );
-        self.pods.insert(uid, PodEntry { record, analysis });
+        self.pods.insert(
+            uid,
+            PodEntry {
+                record,
+                analysis,
+                remote: None,
+            },
+        );
+    }
+
+    /// The gateways of Link `link` (`namespace/name`), a remote view of linked cluster
+    /// `cluster`, become exactly `records`. A gateway whose probe outcome is unchanged keeps the
+    /// time it was first seen. Returns whether anything a query shows changed.
+    pub fn set_gateways(
+        &mut self,
+        link: &str,
+        cluster: &str,
+        records: Vec<PodRecord>,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let old = self.links.remove(link).unwrap_or_default();
+        let mut changed = old.len() != records.len();
+        let mut entries = Vec::with_capacity(records.len());
+        for mut record in records {
+            match old.iter().find(|e| e.record.uid == record.uid) {
+                Some(e)
+                    if same_evidence(&e.record, &record)
+                        && e.remote.as_deref() == Some(cluster) =>
+                {
+                    record.probed_at = e.record.probed_at;
+                }
+                _ => changed = true,
+            }
+            let analysis = self.judge_remote(&record, cluster, now);
+            entries.push(PodEntry {
+                record,
+                analysis,
+                remote: Some(cluster.to_string()),
+            });
+        }
+        entries.sort_by(|a, b| a.record.name.cmp(&b.record.name));
+        self.links.insert(link.to_string(), entries);
+        if changed {
+            self.touch_revision(now);
+        }
+        changed
+    }
+
+    /// Link `link` is gone: so are its gateways. Returns whether it had any.
+    pub fn remove_link(&mut self, link: &str, now: DateTime<Utc>) -> bool {
+        let had = self.links.remove(link).is_some_and(|e| !e.is_empty());
+        if had {
+            self.touch_revision(now);
+        }
+        had
+    }
+
+    /// The Links that have gateways in the model (`namespace/name`).
+    pub fn links(&self) -> impl Iterator<Item = &str> {
+        self.links.keys().map(String::as_str)
+    }
+
+    /// Pods of linked clusters, ordered by Link, then name.
+    pub fn remote_pods(&self) -> impl Iterator<Item = &PodEntry> {
+        self.links.values().flatten()
+    }
+
+    fn judge_remote(&mut self, r: &PodRecord, cluster: &str, now: DateTime<Utc>) -> PodAnalysis {
+        let local = pod_verdicts(r, &self.trust, &mut self.verifier, None, now);
+        remote_view(local, cluster)
     }
 
     fn remove_pod(&mut self, uid: &str) {
@@ -441,6 +525,14 @@ impl Cluster {
                 changed = true;
             }
         }
+        for e in self.links.values_mut().flatten() {
+            let local = pod_verdicts(&e.record, &self.trust, &mut self.verifier, None, now);
+            let analysis = remote_view(local, e.remote.as_deref().unwrap_or_default());
+            if analysis != e.analysis {
+                e.analysis = analysis;
+                changed = true;
+            }
+        }
         if changed {
             self.touch_revision(now);
         }
@@ -450,6 +542,7 @@ impl Cluster {
     pub fn summary(&self) -> Summary {
         let mut s = Summary {
             pods: self.pods.len(),
+            remote_pods: self.remote_pods().count(),
             ..Summary::default()
         };
         for e in self.pods.values() {
@@ -473,12 +566,15 @@ impl Cluster {
         self.by_name.values().filter_map(|uid| self.pods.get(uid))
     }
 
-    /// One pod by namespace and name.
+    /// One pod by namespace and name: a pod an agent reports, else a gateway of a linked cluster.
     pub fn pod(&self, namespace: &str, name: &str) -> Option<&PodEntry> {
-        let uid = self
-            .by_name
-            .get(&(namespace.to_string(), name.to_string()))?;
-        self.pods.get(uid)
+        self.by_name
+            .get(&(namespace.to_string(), name.to_string()))
+            .and_then(|uid| self.pods.get(uid))
+            .or_else(|| {
+                self.remote_pods()
+                    .find(|e| e.record.namespace == namespace && e.record.name == name)
+            })
     }
 
     /// Every node, ordered by name.
@@ -495,7 +591,7 @@ impl Cluster {
     /// plan. Identity is located by its pod: its node, the issuer its own fresh leaf reveals, and
     /// the bundle it read at start. Node clocks are not measured yet, so nodes are INCONCLUSIVE.
     pub fn report(&mut self, settings: &Settings, now: DateTime<Utc>) -> Report {
-        let pods: Vec<PodInput> = self
+        let mut pods: Vec<PodInput> = self
             .pods()
             .map(|e| PodInput {
                 record: e.record.clone(),
@@ -535,6 +631,13 @@ impl Cluster {
             .keys()
             .map(|n| (n.clone(), NodeClock::default()))
             .collect();
+        pods.extend(self.remote_pods().map(|e| PodInput {
+            record: e.record.clone(),
+            workload: None,
+            remote: e.remote.clone(),
+            logs_identity_unreachable: false,
+            analysis: Some(e.analysis.clone()),
+        }));
         let input = ClusterInput {
             now,
             settings: settings.clone(),
@@ -552,6 +655,35 @@ impl Cluster {
     pub fn issuer_anchors(&mut self) -> Vec<crate::verify::Fingerprint> {
         crate::analysis::issuer_anchors(&self.trust, &mut self.verifier).to_vec()
     }
+}
+
+/// Whether two reports of one gateway say the same: same address and name, same probe outcome
+/// (the same certificates, or the same failure).
+fn same_evidence(a: &PodRecord, b: &PodRecord) -> bool {
+    let outcome_eq = match (&a.probe, &b.probe) {
+        (ProbeEvidence::None, ProbeEvidence::None) => true,
+        (ProbeEvidence::Chain(x), ProbeEvidence::Chain(y)) => {
+            x.unreadable == y.unreadable
+                && x.certs
+                    .iter()
+                    .map(|c| c.fingerprint)
+                    .eq(y.certs.iter().map(|c| c.fingerprint))
+        }
+        (
+            ProbeEvidence::Failed { kind, detail },
+            ProbeEvidence::Failed {
+                kind: k2,
+                detail: d2,
+            },
+        ) => kind == k2 && detail == d2,
+        (ProbeEvidence::Skipped(x), ProbeEvidence::Skipped(y)) => x == y,
+        _ => false,
+    };
+    outcome_eq
+        && a.probe_address == b.probe_address
+        && a.pod_ip == b.pod_ip
+        && a.identity_name == b.identity_name
+        && a.owners == b.owners
 }
 
 /// The workload a restart rolls: the controller owner, with a ReplicaSet named
