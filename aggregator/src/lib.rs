@@ -3,7 +3,10 @@
 
 pub mod analysis;
 pub mod ingest;
+pub mod link;
 pub mod model;
+pub mod multicluster;
+pub mod probe;
 pub mod query;
 pub mod time;
 pub mod trust;
@@ -82,6 +85,16 @@ pub struct Args {
     #[arg(long, env = "ANCHORWATCH_AGGREGATOR_EXPIRY_WARNING", default_value = "60days", value_parser = humantime::parse_duration)]
     pub expiry_warning: Duration,
 
+    /// Interval at which the gateway of every Linkerd multicluster Link is probed (TLS to each
+    /// address of spec.gatewayAddress, port spec.probeSpec.port); a changed Link is probed at once.
+    /// A cluster without the Link CRD is asked again at this interval.
+    #[arg(long, env = "ANCHORWATCH_AGGREGATOR_LINK_PROBE_INTERVAL", default_value = "30s", value_parser = interval)]
+    pub link_probe_interval: Duration,
+
+    /// Bound on one gateway probe (name resolution, connect and TLS handshake).
+    #[arg(long, env = "ANCHORWATCH_AGGREGATOR_LINK_PROBE_TIMEOUT", default_value = "3s", value_parser = interval)]
+    pub link_probe_timeout: Duration,
+
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `anchorwatch_aggregator=debug`.
     #[arg(long, env = "ANCHORWATCH_AGGREGATOR_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -152,7 +165,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         sources.clone(),
         cluster.clone(),
     ));
-    tasks.spawn(watch::follow_issuer(client, sources, cluster.clone()));
+    tasks.spawn(watch::follow_issuer(
+        client.clone(),
+        sources,
+        cluster.clone(),
+    ));
+    tasks.spawn(multicluster::follow_links(
+        client,
+        cluster.clone(),
+        args.link_probe_interval,
+        args.link_probe_timeout,
+    ));
     let ticker = cluster.clone();
     let interval = args.recheck_interval;
     tasks.spawn(async move {
@@ -250,7 +273,12 @@ mod tests {
 
     #[test]
     fn zero_durations_are_refused_at_start_up() {
-        for flag in ["--stale-after", "--recheck-interval"] {
+        for flag in [
+            "--stale-after",
+            "--recheck-interval",
+            "--link-probe-interval",
+            "--link-probe-timeout",
+        ] {
             let err = Args::try_parse_from(["aggregator", flag, "0s"]).unwrap_err();
             assert!(err.to_string().contains("too short"), "{flag}: {err}");
         }
