@@ -45,6 +45,9 @@ pub enum VerdictKind {
     Inconclusive,
     /// The leaf is not certified for the pod's identity name.
     NameMismatch,
+    /// A pod of a linked cluster presents a chain that builds to no bundle anchor (dates
+    /// ignored): the clusters do not share a trust anchor. Only [`remote_view`] gives it.
+    MulticlusterAnchorMismatch,
 }
 
 impl VerdictKind {
@@ -68,6 +71,7 @@ impl VerdictKind {
             VerdictKind::Unprobed => "UNPROBED",
             VerdictKind::Inconclusive => "INCONCLUSIVE",
             VerdictKind::NameMismatch => "NAME_MISMATCH",
+            VerdictKind::MulticlusterAnchorMismatch => "MULTICLUSTER_ANCHOR_MISMATCH",
         }
     }
 }
@@ -170,6 +174,31 @@ pub fn pod_verdicts(
     }
     out.verdicts.sort_by_key(|v| v.kind);
     out
+}
+
+/// The verdicts of a pod of linked cluster `cluster` (DESIGN section 5: remote pods get only
+/// MULTICLUSTER_ANCHOR_MISMATCH and time verdicts): a chain that builds to no bundle anchor is
+/// MULTICLUSTER_ANCHOR_MISMATCH, not STALE_LEAF (no restart here fixes it); verdicts about this
+/// cluster's own proxies (STALE_TRUST_BUNDLE, NAME_MISMATCH) are dropped; time verdicts, probe
+/// failures and unreadable or unjudgeable evidence stay.
+pub fn remote_view(mut a: PodAnalysis, cluster: &str) -> PodAnalysis {
+    a.verdicts.retain_mut(|v| match v.kind {
+        VerdictKind::StaleLeaf => {
+            v.kind = VerdictKind::MulticlusterAnchorMismatch;
+            v.detail = format!(
+                "this pod of linked cluster {cluster} presents a chain that builds to no anchor of this cluster's bundle: {}",
+                v.detail
+            );
+            true
+        }
+        VerdictKind::StaleTrustBundle | VerdictKind::NameMismatch => false,
+        _ => true,
+    });
+    if a.verdicts.is_empty() {
+        a.verdicts.push(Verdict::new(VerdictKind::Ok, "", ""));
+    }
+    a.verdicts.sort_by_key(|v| v.kind);
+    a
 }
 
 fn describe_ok(out: &PodAnalysis, pod: &PodRecord) -> String {

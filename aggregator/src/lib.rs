@@ -5,7 +5,10 @@ pub mod analysis;
 pub mod clock;
 pub mod control_plane;
 pub mod ingest;
+pub mod link;
 pub mod model;
+pub mod multicluster;
+pub mod probe;
 pub mod query;
 pub mod time;
 pub mod timeserver;
@@ -107,6 +110,15 @@ pub struct Args {
     /// How much clock history per node the drift fit uses.
     #[arg(long, env = "ANCHORWATCH_AGGREGATOR_CLOCK_WINDOW", default_value = "6h", value_parser = interval)]
     pub clock_window: Duration,
+    /// Interval at which the gateway of every Linkerd multicluster Link is probed (TLS to each
+    /// address of spec.gatewayAddress, port spec.probeSpec.port); a changed Link is probed at once.
+    /// A cluster without the Link CRD is asked again at this interval.
+    #[arg(long, env = "ANCHORWATCH_AGGREGATOR_LINK_PROBE_INTERVAL", default_value = "30s", value_parser = interval)]
+    pub link_probe_interval: Duration,
+
+    /// Bound on one gateway probe (name resolution, connect and TLS handshake).
+    #[arg(long, env = "ANCHORWATCH_AGGREGATOR_LINK_PROBE_TIMEOUT", default_value = "3s", value_parser = interval)]
+    pub link_probe_timeout: Duration,
 
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `anchorwatch_aggregator=debug`.
     #[arg(long, env = "ANCHORWATCH_AGGREGATOR_LOG_LEVEL", default_value = "info")]
@@ -211,9 +223,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         cluster.clone(),
     ));
     tasks.spawn(watch::follow_identity_events(
-        client,
+        client.clone(),
         args.linkerd_namespace.clone(),
         cluster.clone(),
+    ));
+    tasks.spawn(multicluster::follow_links(
+        client,
+        cluster.clone(),
+        args.link_probe_interval,
+        args.link_probe_timeout,
     ));
     let ticker = cluster.clone();
     let interval = args.recheck_interval;
@@ -312,7 +330,12 @@ mod tests {
 
     #[test]
     fn zero_durations_are_refused_at_start_up() {
-        for flag in ["--stale-after", "--recheck-interval"] {
+        for flag in [
+            "--stale-after",
+            "--recheck-interval",
+            "--link-probe-interval",
+            "--link-probe-timeout",
+        ] {
             let err = Args::try_parse_from(["aggregator", flag, "0s"]).unwrap_err();
             assert!(err.to_string().contains("too short"), "{flag}: {err}");
         }

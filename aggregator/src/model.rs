@@ -4,21 +4,28 @@
 //! ```text
 //!   agent streams ──replace_node / apply_delta / heartbeat / disconnect──┐
 //!   trust watch ───────────set_bundle / set_issuer──────────────────────┤
+//!   Link watch + gateway probe ───set_gateways / remove_link─────────────┤
 //!   clock ─────────────────────────tick──────────────────────────────────┤
 //!                                                                        ▼
-//!   Cluster { nodes: name → NodeRecord, pods: uid → PodEntry{record, analysis}, trust, verifier }
+//!   Cluster { nodes: name → NodeRecord, pods: uid → PodEntry{record, analysis}, trust, verifier,
+//!             links: Link → [PodEntry{remote: Some(cluster)}] }
 //!                                                                        │
 //!   query service ◄──────────────── summary / pods / pod ◄───────────────┘
 //! ```
 //! Pure and synchronous; the gRPC and kube tasks hold it behind a mutex and call it with `now`.
 //! A pod's analysis is recomputed when its evidence changes, for every pod when the trust
 //! configuration changes, and on `tick` (time passes: expiry, stale nodes).
+//!
+//! Remote pods (the gateways of linked clusters, which the aggregator probes itself) are kept
+//! apart from the pods agents report: they belong to no node, are not counted in the summary's
+//! pods and verdicts, and carry only the verdicts a remote pod can have
+//! ([`crate::analysis::remote_view`]).
 
 use crate::analysis::cluster::{
     ClusterInput, IdentityInput, NodeClock, PodInput, Report, Settings, Workload, analyse,
     signing_issuer,
 };
-use crate::analysis::{PodAnalysis, VerdictKind, pod_verdicts};
+use crate::analysis::{PodAnalysis, VerdictKind, pod_verdicts, remote_view};
 use crate::clock::{ClockSettings, NodeClockState, Reading, Row as ClockRow, rows as clock_rows};
 use crate::control_plane::ControlPlane;
 use crate::trust::{BundleState, IssuerState, Trust};
@@ -145,6 +152,8 @@ pub struct PodEntry {
     pub record: PodRecord,
     /// Verdicts.
     pub analysis: PodAnalysis,
+    /// The linked cluster, for a gateway of a multicluster Link; `None` for pods agents report.
+    pub remote: Option<String>,
 }
 
 /// Counts for the summary.
@@ -158,6 +167,8 @@ pub struct Summary {
     pub nodes_reporting: usize,
     /// Stale nodes.
     pub nodes_stale: usize,
+    /// Pods of linked clusters (gateways of multicluster Links); not in `pods` or `verdicts`.
+    pub remote_pods: usize,
 }
 
 /// The cluster model.
@@ -177,6 +188,9 @@ pub struct Cluster {
     pods: HashMap<String, PodEntry>,
     /// (namespace, name) → uid.
     by_name: BTreeMap<(String, String), String>,
+    /// Gateways of linked clusters by Link (`namespace/name`), one entry per gateway address;
+    /// written by the Link follower after each probe round, removed with their Link.
+    links: BTreeMap<String, Vec<PodEntry>>,
     /// A node with no message for longer is stale.
     stale_after: chrono::TimeDelta,
     /// Last change of anything a query shows.
@@ -197,6 +211,7 @@ impl Cluster {
             nodes: BTreeMap::new(),
             pods: HashMap::new(),
             by_name: BTreeMap::new(),
+            links: BTreeMap::new(),
             stale_after: chrono::TimeDelta::from_std(stale_after).unwrap_or(chrono::TimeDelta::MAX),
             updated_at: now,
             revision: 0,
@@ -466,7 +481,76 @@ impl Cluster {
             stale.as_deref(),
             record.reported_at,
         );
-        self.pods.insert(uid, PodEntry { record, analysis });
+        self.pods.insert(
+            uid,
+            PodEntry {
+                record,
+                analysis,
+                remote: None,
+            },
+        );
+    }
+
+    /// The gateways of Link `link` (`namespace/name`), a remote view of linked cluster
+    /// `cluster`, become exactly `records`. A gateway whose probe outcome is unchanged keeps the
+    /// time it was first seen. Returns whether anything a query shows changed.
+    pub fn set_gateways(
+        &mut self,
+        link: &str,
+        cluster: &str,
+        records: Vec<PodRecord>,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let old = self.links.remove(link).unwrap_or_default();
+        let mut changed = old.len() != records.len();
+        let mut entries = Vec::with_capacity(records.len());
+        for mut record in records {
+            match old.iter().find(|e| e.record.uid == record.uid) {
+                Some(e)
+                    if same_evidence(&e.record, &record)
+                        && e.remote.as_deref() == Some(cluster) =>
+                {
+                    record.probed_at = e.record.probed_at;
+                }
+                _ => changed = true,
+            }
+            let analysis = self.judge_remote(&record, cluster, now);
+            entries.push(PodEntry {
+                record,
+                analysis,
+                remote: Some(cluster.to_string()),
+            });
+        }
+        entries.sort_by(|a, b| a.record.name.cmp(&b.record.name));
+        self.links.insert(link.to_string(), entries);
+        if changed {
+            self.touch_revision(now);
+        }
+        changed
+    }
+
+    /// Link `link` is gone: so are its gateways. Returns whether it had any.
+    pub fn remove_link(&mut self, link: &str, now: DateTime<Utc>) -> bool {
+        let had = self.links.remove(link).is_some_and(|e| !e.is_empty());
+        if had {
+            self.touch_revision(now);
+        }
+        had
+    }
+
+    /// The Links that have gateways in the model (`namespace/name`).
+    pub fn links(&self) -> impl Iterator<Item = &str> {
+        self.links.keys().map(String::as_str)
+    }
+
+    /// Pods of linked clusters, ordered by Link, then name.
+    pub fn remote_pods(&self) -> impl Iterator<Item = &PodEntry> {
+        self.links.values().flatten()
+    }
+
+    fn judge_remote(&mut self, r: &PodRecord, cluster: &str, now: DateTime<Utc>) -> PodAnalysis {
+        let local = pod_verdicts(r, &self.trust, &mut self.verifier, None, now);
+        remote_view(local, cluster)
     }
 
     fn remove_pod(&mut self, uid: &str) {
@@ -531,6 +615,14 @@ impl Cluster {
                 changed = true;
             }
         }
+        for e in self.links.values_mut().flatten() {
+            let local = pod_verdicts(&e.record, &self.trust, &mut self.verifier, None, now);
+            let analysis = remote_view(local, e.remote.as_deref().unwrap_or_default());
+            if analysis != e.analysis {
+                e.analysis = analysis;
+                changed = true;
+            }
+        }
         if changed {
             self.touch_revision(now);
         }
@@ -540,6 +632,7 @@ impl Cluster {
     pub fn summary(&self) -> Summary {
         let mut s = Summary {
             pods: self.pods.len(),
+            remote_pods: self.remote_pods().count(),
             ..Summary::default()
         };
         for e in self.pods.values() {
@@ -563,12 +656,15 @@ impl Cluster {
         self.by_name.values().filter_map(|uid| self.pods.get(uid))
     }
 
-    /// One pod by namespace and name.
+    /// One pod by namespace and name: a pod an agent reports, else a gateway of a linked cluster.
     pub fn pod(&self, namespace: &str, name: &str) -> Option<&PodEntry> {
-        let uid = self
-            .by_name
-            .get(&(namespace.to_string(), name.to_string()))?;
-        self.pods.get(uid)
+        self.by_name
+            .get(&(namespace.to_string(), name.to_string()))
+            .and_then(|uid| self.pods.get(uid))
+            .or_else(|| {
+                self.remote_pods()
+                    .find(|e| e.record.namespace == namespace && e.record.name == name)
+            })
     }
 
     /// Every node, ordered by name.
@@ -586,7 +682,7 @@ impl Cluster {
     /// it signs with comes from the freshest leaf issued since the Secret changed, and its issuer
     /// events. A node whose clock is not measured lately is INCONCLUSIVE.
     pub fn report(&mut self, settings: &Settings, now: DateTime<Utc>) -> Report {
-        let pods: Vec<PodInput> = self
+        let mut pods: Vec<PodInput> = self
             .pods()
             .map(|e| PodInput {
                 record: e.record.clone(),
@@ -645,6 +741,13 @@ impl Cluster {
         settings
             .extension_namespaces
             .extend(self.control_plane.extension_namespaces.iter().cloned());
+        pods.extend(self.remote_pods().map(|e| PodInput {
+            record: e.record.clone(),
+            workload: None,
+            remote: e.remote.clone(),
+            logs_identity_unreachable: false,
+            analysis: Some(e.analysis.clone()),
+        }));
         let input = ClusterInput {
             now,
             settings,
@@ -670,6 +773,35 @@ fn is_identity_pod(r: &PodRecord, settings: &Settings) -> bool {
     r.namespace == settings.linkerd_namespace
         && (r.service_account == "linkerd-identity"
             || workload(r).is_some_and(|w| w.name == "linkerd-identity"))
+}
+
+/// Whether two reports of one gateway say the same: same address and name, same probe outcome
+/// (the same certificates, or the same failure).
+fn same_evidence(a: &PodRecord, b: &PodRecord) -> bool {
+    let outcome_eq = match (&a.probe, &b.probe) {
+        (ProbeEvidence::None, ProbeEvidence::None) => true,
+        (ProbeEvidence::Chain(x), ProbeEvidence::Chain(y)) => {
+            x.unreadable == y.unreadable
+                && x.certs
+                    .iter()
+                    .map(|c| c.fingerprint)
+                    .eq(y.certs.iter().map(|c| c.fingerprint))
+        }
+        (
+            ProbeEvidence::Failed { kind, detail },
+            ProbeEvidence::Failed {
+                kind: k2,
+                detail: d2,
+            },
+        ) => kind == k2 && detail == d2,
+        (ProbeEvidence::Skipped(x), ProbeEvidence::Skipped(y)) => x == y,
+        _ => false,
+    };
+    outcome_eq
+        && a.probe_address == b.probe_address
+        && a.pod_ip == b.pod_ip
+        && a.identity_name == b.identity_name
+        && a.owners == b.owners
 }
 
 /// The workload a restart rolls: the controller owner, with a ReplicaSet named

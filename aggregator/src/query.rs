@@ -2,7 +2,7 @@
 
 use crate::analysis::cluster::Settings;
 use crate::ingest::lock;
-use crate::model::Cluster;
+use crate::model::{Cluster, PodEntry};
 use crate::time::to_proto;
 use crate::wire;
 use anchorwatch_proto::v1 as pb;
@@ -83,6 +83,7 @@ impl QueryService {
             rotation_phase: Some(wire::phase(&report.phase)),
             plan: Some(wire::plan(&report.plan)),
             affected: report.affected.iter().cloned().collect(),
+            remote_pods: s.remote_pods as u32,
         }
     }
 
@@ -197,15 +198,23 @@ impl pb::query_server::Query for QueryService {
             Err(_) => return Err(status(QueryError::BadVerdict(q.verdict))),
         };
         let cluster = lock(&self.cluster);
-        let pods = cluster
-            .pods()
-            .filter(|e| q.namespace.is_empty() || e.record.namespace == q.namespace)
-            .filter(|e| q.node.is_empty() || e.record.node == q.node)
-            .filter(|e| verdict.is_none_or(|k| e.analysis.has(k)))
-            .filter(|e| !q.only_faulty || e.analysis.verdicts.iter().any(|v| v.kind.is_fault()))
-            .map(wire::pod_summary)
-            .collect();
-        Ok(Response::new(pb::ListPodsResponse { pods }))
+        let wanted = |e: &&PodEntry| {
+            (q.namespace.is_empty() || e.record.namespace == q.namespace)
+                && (q.node.is_empty() || e.record.node == q.node)
+                && verdict.is_none_or(|k| e.analysis.has(k))
+                && (!q.only_faulty || e.analysis.verdicts.iter().any(|v| v.kind.is_fault()))
+        };
+        let mut pods: Vec<&PodEntry> = cluster.pods().filter(wanted).collect();
+        let local = pods.len();
+        pods.extend(cluster.remote_pods().filter(wanted));
+        if pods.len() > local {
+            pods.sort_by(|a, b| {
+                (&a.record.namespace, &a.record.name).cmp(&(&b.record.namespace, &b.record.name))
+            });
+        }
+        Ok(Response::new(pb::ListPodsResponse {
+            pods: pods.into_iter().map(wire::pod_summary).collect(),
+        }))
     }
 
     async fn get_pod(

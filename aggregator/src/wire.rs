@@ -205,6 +205,7 @@ pub fn verdict_kind(k: VerdictKind) -> pb::Verdict {
         VerdictKind::Unprobed => pb::Verdict::Unprobed,
         VerdictKind::Inconclusive => pb::Verdict::Inconclusive,
         VerdictKind::NameMismatch => pb::Verdict::NameMismatch,
+        VerdictKind::MulticlusterAnchorMismatch => pb::Verdict::MulticlusterAnchorMismatch,
     }
 }
 
@@ -221,6 +222,7 @@ pub fn verdict_from_wire(v: pb::Verdict) -> Option<VerdictKind> {
         pb::Verdict::Unprobed => VerdictKind::Unprobed,
         pb::Verdict::Inconclusive => VerdictKind::Inconclusive,
         pb::Verdict::NameMismatch => VerdictKind::NameMismatch,
+        pb::Verdict::MulticlusterAnchorMismatch => VerdictKind::MulticlusterAnchorMismatch,
     })
 }
 
@@ -257,6 +259,7 @@ pub fn pod_summary(e: &PodEntry) -> pb::PodSummary {
         node: r.node.clone(),
         pod_ip: r.pod_ip.clone(),
         verdicts: e.analysis.verdicts.iter().map(verdict).collect(),
+        remote: e.remote.clone().unwrap_or_default(),
     }
 }
 

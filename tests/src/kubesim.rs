@@ -252,6 +252,22 @@ impl KubeSim {
             .map_err(|error| anyhow!("storing the object: {}", error.message))
     }
 
+    /// Deletes an object of a registered kind named by `apiVersion` and `kind` (a DELETED event);
+    /// returns it as last stored, or `None` if there was none. Cluster-scoped kinds ignore
+    /// `namespace`.
+    pub fn delete_json(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Value> {
+        let mut store = self.shared.store();
+        let rt = store.find_kind(api_version, kind)?;
+        let namespace = if rt.namespaced { namespace } else { "" };
+        store.remove(&rt, namespace, name).ok()
+    }
+
     /// Deletes an object (a DELETED event); returns it as last stored, or `None` if there was
     /// none. Cluster-scoped kinds ignore `namespace`.
     pub fn delete<K>(&self, namespace: &str, name: &str) -> Option<K>

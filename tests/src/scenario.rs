@@ -423,3 +423,42 @@ pub fn pod(plan: &PodPlan, ip: IpAddr, pki: &Pki) -> anyhow::Result<Pod> {
     });
     Ok(serde_json::from_value(value)?)
 }
+
+/// The identity of a linked cluster's `linkerd-gateway` (the SNI of a gateway probe).
+pub const GATEWAY_IDENTITY: &str =
+    "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local";
+/// The namespace Links live in.
+pub const MULTICLUSTER_NS: &str = "linkerd-multicluster";
+
+/// The Linkerd multicluster Link CRD (`links.multicluster.linkerd.io/v1alpha1`), for
+/// [`KubeSim::register`]: a cluster serves Links only once it is registered.
+pub fn link_kind() -> crate::kubesim::ResourceType {
+    crate::kubesim::ResourceType::new("multicluster.linkerd.io", "v1alpha1", "links", "Link", true)
+}
+
+/// A Link to cluster `name` as `linkerd multicluster link` writes it (ports as strings), with
+/// `gateway_addresses` comma-separated, probed on `probe_port`.
+pub fn link(name: &str, gateway_addresses: &str, probe_port: u16) -> serde_json::Value {
+    json!({
+        "apiVersion": "multicluster.linkerd.io/v1alpha1", "kind": "Link",
+        "metadata": {"name": name, "namespace": MULTICLUSTER_NS},
+        "spec": {
+            "clusterCredentialsSecret": format!("cluster-credentials-{name}"),
+            "gatewayAddress": gateway_addresses,
+            "gatewayIdentity": GATEWAY_IDENTITY,
+            "gatewayPort": "4143",
+            "probeSpec": {"path": "/ready", "period": "3s", "port": probe_port.to_string()},
+            "selector": {"matchLabels": {"mirror.linkerd.io/exported": "true"}},
+            "targetClusterDomain": TRUST_DOMAIN,
+            "targetClusterLinkerdNamespace": LINKERD_NS,
+            "targetClusterName": name
+        }
+    })
+}
+
+/// A linked cluster's gateway proxy on `addr`, presenting a leaf for [`GATEWAY_IDENTITY`] under
+/// the issuer `w`.
+pub async fn gateway(pki: &Pki, w: Which, addr: SocketAddr) -> anyhow::Result<SimProxy> {
+    let identity = ready(pki, w, GATEWAY_IDENTITY, -60, 86_400)?;
+    SimProxy::start(addr, identity, MetricsStyle::Control).await
+}

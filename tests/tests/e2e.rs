@@ -91,7 +91,11 @@ fn verdicts_by_pod(list: &Value) -> BTreeMap<String, Vec<String>> {
                     .to_string();
                 let reason = v["reason"].as_str().unwrap_or("");
                 match kind.as_str() {
-                    "STALE_LEAF" | "LEAF_EXPIRED" | "LEAF_NOT_YET_VALID" | "UNPROBED" => {
+                    "STALE_LEAF"
+                    | "LEAF_EXPIRED"
+                    | "LEAF_NOT_YET_VALID"
+                    | "UNPROBED"
+                    | "MULTICLUSTER_ANCHOR_MISMATCH" => {
                         format!("{kind}:{reason}")
                     }
                     _ => kind,
@@ -974,4 +978,361 @@ async fn clock_skew_is_measured_and_a_node_behind_identity_is_held() {
     for p in &mut procs {
         assert!(p.stop(Duration::from_secs(5)), "{} did not stop", p.name);
     }
+}
+
+/// The summary now.
+async fn summary(addr: &str) -> anyhow::Result<Value> {
+    call(addr, "anchorwatch.v1.Query/Summary", serde_json::json!({})).await
+}
+
+/// Every pod's verdicts now, as [`verdicts_by_pod`] gives them.
+async fn all_verdicts(addr: &str) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
+    let list = call(addr, "anchorwatch.v1.Query/ListPods", serde_json::json!({})).await?;
+    Ok(verdicts_by_pod(&list))
+}
+
+/// The findings of a summary with this verdict name.
+fn findings_named<'a>(summary: &'a Value, name: &str) -> Vec<&'a Value> {
+    summary["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f["verdict"] == name)
+        .collect()
+}
+
+fn strings(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
+/// Running processes that print their logs when dropped by a failing test (a check after the
+/// last assertion never runs once one has panicked).
+struct Procs(Vec<Proc>);
+
+impl std::ops::Deref for Procs {
+    type Target = Vec<Proc>;
+    fn deref(&self) -> &Vec<Proc> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Procs {
+    fn deref_mut(&mut self) -> &mut Vec<Proc> {
+        &mut self.0
+    }
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            dump_logs(&self.0);
+        }
+    }
+}
+
+/// A cluster of `pods` from the rotation scenario, on net `net`, serving the Link CRD when
+/// `links`, with the aggregator (given `flags`) and the agent of node-1 running.
+async fn cluster_with_node_1(
+    net: u8,
+    pods: &[&str],
+    links: bool,
+    flags: &[&str],
+) -> (Cluster, String, Procs) {
+    let plans: Vec<PodPlan> = scenario::rotation_pods()
+        .into_iter()
+        .filter(|p| pods.contains(&p.name))
+        .collect();
+    let c = cluster(net, plans).await;
+    if links {
+        c.kube.register(scenario::link_kind());
+    }
+    let addr = format!("127.0.0.1:{}", process::free_port().unwrap());
+    let url = format!("http://{addr}");
+    let procs = Procs(vec![
+        process::aggregator(&c.kubeconfig, &addr, c.dir.path(), flags).unwrap(),
+        process::agent(&c.kubeconfig, "node-1", &url, c.dir.path(), &[]).unwrap(),
+    ]);
+    (c, addr, procs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linked_gateway_under_another_root_escalates_and_restarts_nothing() {
+    use scenario::{MULTICLUSTER_NS, Which};
+    let _serial = SERIAL.lock().await;
+    // The default probe interval (30 s): Links are probed because they changed.
+    let (c, addr, mut procs) =
+        cluster_with_node_1(22, &["web-7d9c5b-a1", "vote-bot-58f4d-d1"], true, &[]).await;
+    let pki = &c.scenario.pki;
+    // East's gateway presents a chain from another root; its second address has nothing
+    // listening. West's gateway shares this cluster's anchor.
+    let gateway = |w, a: &str| scenario::gateway(pki, w, a.parse().unwrap());
+    let east = gateway(Which::ForeignIssuer, "127.22.200.1:4191")
+        .await
+        .unwrap();
+    let west = gateway(Which::NewIssuer, "127.22.201.1:4191")
+        .await
+        .unwrap();
+    c.kube
+        .apply_json(scenario::link("east", "127.22.200.1, 127.22.200.3", 4191))
+        .unwrap();
+    let east_gw = format!("{MULTICLUSTER_NS}/gateway-east-127.22.200.1");
+
+    let summary_now = eventually(
+        Duration::from_secs(30),
+        "the multicluster mismatch and both local pods",
+        || {
+            let addr = addr.clone();
+            async move {
+                let s = summary(&addr).await?;
+                let mc = !findings_named(&s, "MULTICLUSTER_ANCHOR_MISMATCH").is_empty();
+                Ok((mc && s["pods"] == 2).then_some(s))
+            }
+        },
+    )
+    .await;
+    let s = &summary_now;
+    let mc = findings_named(s, "MULTICLUSTER_ANCHOR_MISMATCH");
+    assert_eq!(mc.len(), 1, "{s}");
+    assert_eq!(strings(&mc[0]["pods"]), vec![east_gw.as_str()], "{s}");
+    assert_eq!(mc[0]["severity"], "critical");
+    let detail = mc[0]["detail"].as_str().unwrap();
+    let foreign_issuer = anchorwatch_aggregator_fingerprint(&pki.foreign_issuer.cert_der);
+    let ca2 = anchorwatch_aggregator_fingerprint(&pki.ca2.cert_der);
+    for needle in [
+        "Link/east",
+        "cluster east",
+        "127.22.200.1:4191",
+        foreign_issuer.as_str(),
+        ca2.as_str(),
+        "root.linkerd.other-cluster.example",
+    ] {
+        assert!(detail.contains(needle), "{needle} missing: {detail}");
+    }
+    // Nothing is restarted while the clusters disagree: vote-bot's stale leaf is held.
+    let plan = &s["plan"];
+    assert!(plan.get("restarts").is_none(), "{s}");
+    assert_eq!(plan["escalate"], true, "{s}");
+    let blockers = strings(&plan["blockers"]);
+    assert!(
+        blockers
+            .iter()
+            .any(|b| b.starts_with("MULTICLUSTER_ANCHOR_MISMATCH")),
+        "{s}"
+    );
+    let held: Vec<&Value> = plan["held"].as_array().unwrap().iter().collect();
+    assert!(
+        held.iter()
+            .any(|h| h["target"] == "emojivoto/Deployment/vote-bot"),
+        "{s}"
+    );
+    assert!(strings(&s["affected"]).contains(&east_gw.as_str()));
+    // Gateways are not counted as this cluster's pods.
+    assert_eq!(
+        (&s["pods"], &s["remotePods"]),
+        (&2.into(), &2.into()),
+        "{s}"
+    );
+    let counted: u64 = s["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["pods"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, 2, "{s}");
+
+    // The gateways as pods, marked remote; a refused address is a probe failure, not a mismatch.
+    let list = call(
+        &addr,
+        "anchorwatch.v1.Query/ListPods",
+        serde_json::json!({}),
+    )
+    .await
+    .unwrap();
+    let got = verdicts_by_pod(&list);
+    assert_eq!(
+        got[&east_gw],
+        vec!["MULTICLUSTER_ANCHOR_MISMATCH:UnknownIssuer"],
+        "{list}"
+    );
+    let refused = format!("{MULTICLUSTER_NS}/gateway-east-127.22.200.3");
+    assert_eq!(got[&refused], vec!["UNPROBED:refused"], "{list}");
+    assert_eq!(
+        got["emojivoto/vote-bot-58f4d-d1"],
+        vec!["STALE_LEAF:BadSignature"]
+    );
+    let remote = |name: &str| {
+        let pods = list["pods"].as_array().unwrap();
+        let pod = pods.iter().find(|p| p["name"] == name).unwrap();
+        pod["remote"].as_str().unwrap_or("").to_string()
+    };
+    assert_eq!(remote("gateway-east-127.22.200.1"), "east");
+    assert_eq!(remote("web-7d9c5b-a1"), "");
+    let pod = call(
+        &addr,
+        "anchorwatch.v1.Query/GetPod",
+        serde_json::json!({"namespace": MULTICLUSTER_NS, "name": "gateway-east-127.22.200.1"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(pod["identityName"], scenario::GATEWAY_IDENTITY);
+    assert_eq!(pod["owners"][0], "Link/east");
+    assert_eq!(
+        pod["presentedChain"][1]["fingerprintSha256"],
+        foreign_issuer.as_str(),
+        "{pod}"
+    );
+    assert!(east.handshakes() > 0);
+
+    // A second Link, whose gateway shares this cluster's anchor, is probed as soon as it appears
+    // and raises nothing.
+    c.kube
+        .apply_json(scenario::link("west", "127.22.201.1", 4191))
+        .unwrap();
+    let west_gw = format!("{MULTICLUSTER_NS}/gateway-west-127.22.201.1");
+    let got = eventually(
+        Duration::from_secs(15),
+        "the west gateway, before the next round",
+        || {
+            let addr = addr.clone();
+            let west_gw = west_gw.clone();
+            async move {
+                let got = all_verdicts(&addr).await?;
+                Ok(got.contains_key(&west_gw).then_some(got))
+            }
+        },
+    )
+    .await;
+    assert_eq!(got[&west_gw], vec!["OK"]);
+    let s = summary(&addr).await.unwrap();
+    let mc = findings_named(&s, "MULTICLUSTER_ANCHOR_MISMATCH");
+    assert_eq!(strings(&mc[0]["pods"]), vec![east_gw.as_str()], "{s}");
+    assert!(!strings(&s["affected"]).contains(&west_gw.as_str()));
+    assert_eq!(s["remotePods"], 3, "{s}");
+
+    // East's Link goes: its gateways and the mismatch go with it, and the plan restarts again.
+    c.kube
+        .delete_json(
+            "multicluster.linkerd.io/v1alpha1",
+            "Link",
+            MULTICLUSTER_NS,
+            "east",
+        )
+        .unwrap();
+    let s = eventually(
+        Duration::from_secs(15),
+        "the mismatch to go with its Link",
+        || {
+            let addr = addr.clone();
+            async move {
+                let s = summary(&addr).await?;
+                Ok((s["remotePods"] == 1).then_some(s))
+            }
+        },
+    )
+    .await;
+    assert!(
+        findings_named(&s, "MULTICLUSTER_ANCHOR_MISMATCH").is_empty(),
+        "{s}"
+    );
+    assert_eq!(
+        s["plan"]["restarts"][0]["workload"], "emojivoto/Deployment/vote-bot",
+        "{s}"
+    );
+    assert!(!all_verdicts(&addr).await.unwrap().contains_key(&east_gw));
+
+    for p in procs.iter_mut() {
+        assert!(p.is_running(), "{} exited:\n{}", p.name, p.log_text());
+    }
+    drop(procs);
+    east.stop().await;
+    west.stop().await;
+    c.scenario.stop().await;
+    c.kube.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_link_crd_the_aggregator_keeps_working_and_finds_links_later() {
+    let _serial = SERIAL.lock().await;
+    let flags = ["--link-probe-interval", "1s"];
+    let (c, addr, mut procs) = cluster_with_node_1(23, &["web-7d9c5b-a1"], false, &flags).await;
+    let not_found = |kube: &KubeSim| {
+        let path = "/apis/multicluster.linkerd.io/v1alpha1/links";
+        let requests = kube.requests();
+        let missing = |r: &&anchorwatch_tests::kubesim::RecordedRequest| {
+            r.path == path && r.status == http::StatusCode::NOT_FOUND
+        };
+        requests.iter().filter(missing).count()
+    };
+    eventually(Duration::from_secs(30), "the local pod judged", || {
+        let addr = addr.clone();
+        async move {
+            let ok = all_verdicts(&addr).await?.get("emojivoto/web-7d9c5b-a1")
+                == Some(&vec!["OK".to_string()]);
+            Ok(ok.then_some(()))
+        }
+    })
+    .await;
+    // Asked again, slowly (every --link-probe-interval); said once, at info.
+    eventually(
+        Duration::from_secs(15),
+        "three 404s on the Link list",
+        || {
+            let n = not_found(&c.kube);
+            async move { Ok((n >= 3).then_some(())) }
+        },
+    )
+    .await;
+    let before = not_found(&c.kube);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let asked = not_found(&c.kube) - before;
+    assert!(asked <= 4, "{asked} Link lists in 3 s");
+    let log = procs[0].log_text();
+    let said: Vec<&str> = log.lines().filter(|l| l.contains("Link CRD")).collect();
+    assert_eq!(said.len(), 1, "{log}");
+    assert!(said[0].contains("INFO"), "{log}");
+    let loud = |l: &&str| (l.contains("WARN") || l.contains("ERROR")) && l.contains("multicluster");
+    assert!(!log.lines().any(|l| loud(&l)), "{log}");
+    let s = summary(&addr).await.unwrap();
+    assert_eq!(s["pods"], 1);
+    assert!(s.get("remotePods").is_none(), "{s}");
+    assert!(findings_named(&s, "MULTICLUSTER_ANCHOR_MISMATCH").is_empty());
+
+    // Multicluster installed later: its Links are found and their gateways probed.
+    let gw = scenario::gateway(
+        &c.scenario.pki,
+        scenario::Which::NewIssuer,
+        "127.23.200.1:4191".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    c.kube.register(scenario::link_kind());
+    c.kube
+        .apply_json(scenario::link("west", "127.23.200.1", 4191))
+        .unwrap();
+    let west_gw = format!("{}/gateway-west-127.23.200.1", scenario::MULTICLUSTER_NS);
+    let got = eventually(
+        Duration::from_secs(15),
+        "the gateway of the new Link",
+        || {
+            let addr = addr.clone();
+            async move {
+                let got = all_verdicts(&addr).await?;
+                Ok((got.len() == 2).then_some(got))
+            }
+        },
+    )
+    .await;
+    assert_eq!(got[&west_gw], vec!["OK"]);
+
+    for p in procs.iter_mut() {
+        assert!(p.is_running(), "{} exited:\n{}", p.name, p.log_text());
+    }
+    drop(procs);
+    gw.stop().await;
+    c.scenario.stop().await;
+    c.kube.shutdown().await;
 }

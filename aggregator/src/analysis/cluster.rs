@@ -471,20 +471,27 @@ pub fn analyse(input: &ClusterInput, verifier: &mut Verifier) -> Report {
 
     // MULTICLUSTER_ANCHOR_MISMATCH: a remote pod's chain builds to no bundle anchor.
     let mut mc_pods = Vec::new();
+    let mut mc_evidence = Vec::new();
     for p in input.pods.iter().filter(|p| p.remote.is_some()) {
         if let ProbeEvidence::Chain(chain) = &p.record.probe
             && !chain.certs.is_empty()
             && verifier.verify(&chain.certs, &anchors, None).is_err()
         {
             mc_pods.push(pod_key(&p.record));
+            mc_evidence.push(remote_chain_evidence(p, &chain.certs));
         }
     }
     if !mc_pods.is_empty() {
+        let held: Vec<String> = bundle_fps.iter().map(|f| format!("sha256:{f}")).collect();
         findings.push(Finding {
             name: "MULTICLUSTER_ANCHOR_MISMATCH",
             subject: None,
             severity: Severity::Critical,
-            detail: "pods of a linked cluster present chains that build to no anchor of this cluster's bundle: the clusters do not share a trust anchor".into(),
+            detail: format!(
+                "pods of a linked cluster present chains that build to no anchor of this cluster's bundle ({}): the clusters do not share a trust anchor. {}",
+                held.join(", "),
+                mc_evidence.join("; ")
+            ),
             pods: mc_pods.clone(),
         });
     }
@@ -576,6 +583,34 @@ pub fn analyse(input: &ClusterInput, verifier: &mut Verifier) -> Report {
         phase,
         plan,
     }
+}
+
+/// What a remote pod presented, in words: where it was probed, its issuer and the anchor its
+/// chain names (with its fingerprint when presented).
+fn remote_chain_evidence(p: &PodInput, certs: &[Arc<ParsedCert>]) -> String {
+    let r = &p.record;
+    let mut out = pod_key(r);
+    let mut from: Vec<String> = r.owners.clone();
+    from.extend(p.remote.as_ref().map(|c| format!("cluster {c}")));
+    if !r.probe_address.is_empty() {
+        from.push(format!("probed at {}", r.probe_address));
+    }
+    if !from.is_empty() {
+        out.push_str(&format!(" ({})", from.join(", ")));
+    }
+    if let Some(issuer) = certs.get(1) {
+        out.push_str(&format!(
+            " presents issuer {} sha256:{}",
+            issuer.subject, issuer.fingerprint
+        ));
+    }
+    if let Some(top) = certs.last() {
+        out.push_str(&format!(" chaining to {:?}", top.issuer));
+        if top.subject == top.issuer {
+            out.push_str(&format!(" (presented, sha256:{})", top.fingerprint));
+        }
+    }
+    out
 }
 
 fn is_identity(p: &PodInput, s: &Settings) -> bool {

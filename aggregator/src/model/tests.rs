@@ -56,6 +56,13 @@ fn mk_pod(uid: &str, node: &str, root: &Ca, issuer: &Ca) -> PodRecord {
     }
 }
 
+/// The bundle becomes `pem` (resourceVersion 2).
+fn set_bundle_pem(c: &mut Cluster, pem: String) {
+    let sources = c.trust.sources.clone();
+    let data = BTreeMap::from([("ca-bundle.crt".to_string(), pem)]);
+    c.set_bundle(read_bundle(Some(&data), &sources), "2".into(), now());
+}
+
 fn verdict(c: &Cluster, uid: &str) -> Vec<VerdictKind> {
     c.pods()
         .find(|e| e.record.uid == uid)
@@ -151,15 +158,7 @@ fn bundle_change_rejudges_every_pod_from_cached_signature_facts() {
     );
     let checks = c.signature_checks();
     let both = format!("{}{}", new_root.cert_pem, old_root.cert_pem);
-    let sources = c.trust.sources.clone();
-    c.set_bundle(
-        read_bundle(
-            Some(&BTreeMap::from([("ca-bundle.crt".to_string(), both)])),
-            &sources,
-        ),
-        "2".into(),
-        now(),
-    );
+    set_bundle_pem(&mut c, both);
     assert_eq!(
         verdict(&c, "p0"),
         vec![VerdictKind::StaleTrustBundle],
@@ -245,4 +244,147 @@ fn namespaces_labelled_as_extensions_restart_in_the_extension_tier() {
         tier(&mut c),
         Some(crate::analysis::cluster::Tier::Extension)
     );
+}
+
+/// A gateway of linked cluster `east` presenting a leaf under `issuer`.
+fn mk_gateway(address: &str, issuer: &Ca) -> PodRecord {
+    let mut r = mk_pod(&format!("link:mc/east/{address}"), "", issuer, issuer);
+    r.namespace = "linkerd-multicluster".into();
+    r.name = format!("gateway-east-{address}");
+    r.owners = vec!["Link/east".into()];
+    r.spec_anchors = SpecAnchorsEvidence::Missing("remote".into());
+    r.probe_address = format!("{address}:4191");
+    r
+}
+
+/// This cluster's root and issuer, and linked cluster east's.
+fn mk_two_clusters() -> [Ca; 4] {
+    let root = Ca::root("root").unwrap();
+    let issuer = root.issuer("issuer", window(-60, 86_400)).unwrap();
+    let east_root = Ca::root("root.east").unwrap();
+    let east_issuer = east_root
+        .issuer("issuer.east", window(-60, 86_400))
+        .unwrap();
+    [root, issuer, east_root, east_issuer]
+}
+
+#[test]
+fn a_gateway_under_another_root_is_a_multicluster_mismatch_not_a_local_pod() {
+    let [root, issuer, _, east_issuer] = mk_two_clusters();
+    let mut c = mk_cluster(&root, &issuer);
+    let s = c.open_stream();
+    c.replace_node("n1", s, "v", vec![mk_pod("a", "n1", &root, &issuer)], now());
+    let r0 = c.revision();
+    assert!(c.set_gateways(
+        "mc/east",
+        "east",
+        vec![
+            mk_gateway("127.0.0.1", &east_issuer),
+            mk_gateway("127.0.0.2", &issuer)
+        ],
+        now(),
+    ));
+    assert!(c.revision() > r0);
+
+    let s = c.summary();
+    assert_eq!(
+        (s.pods, s.remote_pods),
+        (1, 2),
+        "gateways are not local pods"
+    );
+    assert_eq!(s.verdicts.values().sum::<usize>(), 1);
+    assert_eq!(c.pods().count(), 1);
+    let gw = c
+        .pod("linkerd-multicluster", "gateway-east-127.0.0.1")
+        .unwrap();
+    assert_eq!(gw.remote.as_deref(), Some("east"));
+    let kinds: Vec<_> = gw.analysis.verdicts.iter().map(|v| v.kind).collect();
+    assert_eq!(kinds, vec![VerdictKind::MulticlusterAnchorMismatch]);
+    assert!(
+        gw.analysis.verdicts[0]
+            .detail
+            .contains("linked cluster east")
+    );
+    let first_seen = gw.record.probed_at;
+    let shared = c
+        .pod("linkerd-multicluster", "gateway-east-127.0.0.2")
+        .unwrap();
+    assert_eq!(shared.analysis.verdicts[0].kind, VerdictKind::Ok);
+
+    let report = c.report(&Settings::new("linkerd"), now());
+    let mc: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.name == "MULTICLUSTER_ANCHOR_MISMATCH")
+        .collect();
+    assert_eq!(mc.len(), 1);
+    assert_eq!(
+        mc[0].pods,
+        vec!["linkerd-multicluster/gateway-east-127.0.0.1"]
+    );
+    let issuer_fp = east_issuer_fingerprint(&east_issuer);
+    for needle in [
+        "Link/east",
+        "cluster east",
+        "127.0.0.1:4191",
+        issuer_fp.as_str(),
+    ] {
+        assert!(mc[0].detail.contains(needle), "{needle}: {}", mc[0].detail);
+    }
+    assert!(report.plan.restarts.is_empty() && report.plan.escalate);
+
+    // A probe that finds the same chain again changes nothing a query shows.
+    let r1 = c.revision();
+    let again: Vec<PodRecord> = c
+        .remote_pods()
+        .map(|e| {
+            let mut r = e.record.clone();
+            r.probed_at = Some(now() + chrono::Duration::seconds(30));
+            r
+        })
+        .collect();
+    assert!(!c.set_gateways("mc/east", "east", again, now()));
+    assert_eq!(c.revision(), r1);
+    assert_eq!(
+        c.pod("linkerd-multicluster", "gateway-east-127.0.0.1")
+            .unwrap()
+            .record
+            .probed_at,
+        first_seen
+    );
+
+    // The Link goes: so do its gateways and the finding.
+    assert!(c.remove_link("mc/east", now()));
+    assert!(c.revision() > r1);
+    assert_eq!(c.summary().remote_pods, 0);
+    let report = c.report(&Settings::new("linkerd"), now());
+    assert!(!report.has("MULTICLUSTER_ANCHOR_MISMATCH", None));
+    assert!(!c.remove_link("mc/east", now()));
+}
+
+#[test]
+fn a_bundle_change_rejudges_gateways_too() {
+    let [root, issuer, east_root, east_issuer] = mk_two_clusters();
+    let mut c = mk_cluster(&root, &issuer);
+    c.set_gateways(
+        "mc/east",
+        "east",
+        vec![mk_gateway("127.0.0.1", &east_issuer)],
+        now(),
+    );
+    let kind = |c: &Cluster| c.remote_pods().next().unwrap().analysis.verdicts[0].kind;
+    assert_eq!(kind(&c), VerdictKind::MulticlusterAnchorMismatch);
+    let both = format!("{}{}", root.cert_pem, east_root.cert_pem);
+    set_bundle_pem(&mut c, both);
+    assert_eq!(
+        kind(&c),
+        VerdictKind::Ok,
+        "the bundle now holds east's root"
+    );
+    let report = c.report(&Settings::new("linkerd"), now());
+    assert!(!report.has("MULTICLUSTER_ANCHOR_MISMATCH", None));
+}
+
+fn east_issuer_fingerprint(issuer: &Ca) -> String {
+    crate::verify::Fingerprint::of(&issuer.cert_der).to_string()
 }
