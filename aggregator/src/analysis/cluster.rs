@@ -315,6 +315,21 @@ pub fn analyse(input: &ClusterInput, verifier: &mut Verifier) -> Report {
         pods.insert(pod_key(&p.record), a);
     }
 
+    // Anchors of linked clusters: bundle anchors the issuer does not chain to but a remote pod's
+    // chain builds to. They are no rotation and no pending rollout.
+    let linked_anchors: BTreeSet<Fingerprint> = input
+        .pods
+        .iter()
+        .filter(|p| p.remote.is_some())
+        .filter_map(|p| pods.get(&pod_key(&p.record)).and_then(|a| a.chain_anchor))
+        .filter(|a| !issuer_anchors.contains(a))
+        .collect();
+    let local_anchors: Vec<Arc<ParsedCert>> = anchors
+        .iter()
+        .filter(|a| !linked_anchors.contains(&a.fingerprint))
+        .cloned()
+        .collect();
+
     // The trust configuration.
     let issuer_chain = match &input.trust.issuer {
         crate::trust::IssuerState::Available(c) => Some(c.clone()),
@@ -328,6 +343,7 @@ pub fn analyse(input: &ClusterInput, verifier: &mut Verifier) -> Report {
         issuance_lifetime: s.issuance_lifetime,
         allowance: s.allowance,
         warn_before: s.warn_before,
+        linked_anchors: &linked_anchors,
     };
     for f in trust_config::check(&cfg, verifier, now) {
         // Time verdicts about the issuer and anchors are judged at true time; a skewed identity
@@ -374,7 +390,7 @@ pub fn analyse(input: &ClusterInput, verifier: &mut Verifier) -> Report {
     // PENDING_BUNDLE_ROLLOUT: a bundle anchor the issuer does not chain to, lacked by some proxy.
     let mut pending_pods: BTreeSet<String> = BTreeSet::new();
     if issuer.is_some() && !issuer_anchors.is_empty() {
-        for n in anchors
+        for n in local_anchors
             .iter()
             .filter(|a| !issuer_anchors.contains(&a.fingerprint))
         {
@@ -556,7 +572,7 @@ pub fn analyse(input: &ClusterInput, verifier: &mut Verifier) -> Report {
         .collect();
     let phase = phase(
         input,
-        &anchors,
+        &local_anchors,
         &issuer_anchors,
         &old_leaves,
         &unsafe_pods,

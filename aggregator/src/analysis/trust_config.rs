@@ -5,6 +5,7 @@
 use super::issued_by;
 use crate::verify::{Fingerprint, ParsedCert, PemBundle, Verifier};
 use chrono::{DateTime, TimeDelta, Utc};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// Cluster-level verdict kinds about the trust configuration.
@@ -97,6 +98,8 @@ pub struct TrustConfig<'a> {
     pub allowance: TimeDelta,
     /// Warn this long before an issuer or anchor expires (`linkerd check` uses 60 days).
     pub warn_before: TimeDelta,
+    /// Bundle anchors that belong to a linked cluster: not part of a rotation.
+    pub linked_anchors: &'a BTreeSet<Fingerprint>,
 }
 
 /// Bundle subject of the ConfigMap, for findings.
@@ -154,15 +157,28 @@ pub fn check(
         );
     }
     let anchors: &[Arc<ParsedCert>] = cfg.bundle.map(|b| b.certs.as_slice()).unwrap_or_default();
-    if anchors.len() > 1 {
+    let local: Vec<Fingerprint> = anchors
+        .iter()
+        .map(|a| a.fingerprint)
+        .filter(|f| !cfg.linked_anchors.contains(f))
+        .collect();
+    if local.len() > 1 {
+        let linked = if local.len() < anchors.len() {
+            format!(
+                " (besides {} of linked clusters)",
+                anchors.len() - local.len()
+            )
+        } else {
+            String::new()
+        };
         push(
             ConfigVerdict::RotationInProgress,
             Severity::Info,
             BUNDLE_SUBJECT,
             format!(
-                "the bundle holds {} distinct anchors: {}",
-                anchors.len(),
-                list(anchors.iter().map(|a| a.fingerprint))
+                "the bundle holds {} distinct anchors{linked}: {}",
+                local.len(),
+                list(local.iter().copied())
             ),
         );
     }

@@ -388,3 +388,45 @@ fn a_bundle_change_rejudges_gateways_too() {
 fn east_issuer_fingerprint(issuer: &Ca) -> String {
     crate::verify::Fingerprint::of(&issuer.cert_der).to_string()
 }
+
+#[test]
+fn a_linked_clusters_anchor_in_the_bundle_is_no_rotation() {
+    let [root, issuer, east_root, east_issuer] = mk_two_clusters();
+    let mut c = mk_cluster(&root, &issuer);
+    let sources = c.trust.sources.clone();
+    let both = format!("{}{}", root.cert_pem, east_root.cert_pem);
+    let data = BTreeMap::from([("ca-bundle.crt".to_string(), both)]);
+    c.set_bundle(read_bundle(Some(&data), &sources), "2".into(), now());
+    let s = c.open_stream();
+    c.replace_node("n1", s, "v", vec![mk_pod("a", "n1", &root, &issuer)], now());
+    let settings = Settings::new("linkerd");
+    let names = |c: &mut Cluster| -> Vec<&'static str> {
+        c.report(&settings, now())
+            .findings
+            .iter()
+            .map(|f| f.name)
+            .collect()
+    };
+    // Alone, a second anchor the issuer does not chain to reads as a rotation under way.
+    let before = names(&mut c);
+    assert!(before.contains(&"ROTATION_IN_PROGRESS"), "{before:?}");
+    assert!(before.contains(&"PENDING_BUNDLE_ROLLOUT"), "{before:?}");
+    // East's gateway presents a chain to it: it is east's anchor, not a rotation.
+    c.set_gateways(
+        "mc/east",
+        "east",
+        vec![mk_gateway("127.0.0.1", &east_issuer)],
+        now(),
+    );
+    let after = names(&mut c);
+    assert!(!after.contains(&"ROTATION_IN_PROGRESS"), "{after:?}");
+    assert!(!after.contains(&"PENDING_BUNDLE_ROLLOUT"), "{after:?}");
+    assert!(
+        !after.contains(&"MULTICLUSTER_ANCHOR_MISMATCH"),
+        "{after:?}"
+    );
+    assert_eq!(
+        c.report(&settings, now()).phase,
+        crate::analysis::cluster::Phase::Steady
+    );
+}

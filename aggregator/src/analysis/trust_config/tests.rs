@@ -11,8 +11,11 @@ fn mk_cfg<'a>(bundle: &'a PemBundle, issuer: &'a [Arc<ParsedCert>]) -> TrustConf
         issuance_lifetime: TimeDelta::hours(24),
         allowance: TimeDelta::seconds(20),
         warn_before: TimeDelta::days(60),
+        linked_anchors: &NO_LINKED,
     }
 }
+
+static NO_LINKED: BTreeSet<Fingerprint> = BTreeSet::new();
 
 fn issuer_of(ca: &Ca) -> Vec<Arc<ParsedCert>> {
     vec![Arc::new(parse_der(&ca.cert_der).unwrap())]
