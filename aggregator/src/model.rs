@@ -41,6 +41,8 @@ pub struct PodRecord {
     pub owners: Vec<String>,
     /// The `pod-template-hash` label, when set.
     pub pod_template_hash: String,
+    /// The pod mirrors a static pod (annotation `kubernetes.io/config.mirror`).
+    pub mirror: bool,
     /// Pod IP, as reported.
     pub pod_ip: String,
     /// Pod phase.

@@ -42,6 +42,7 @@ fn mk_pod(spec_roots: &[&Ca], chain: Vec<Vec<u8>>) -> PodRecord {
         service_account: "sa".into(),
         owners: vec![],
         pod_template_hash: String::new(),
+        mirror: false,
         pod_ip: "10.0.0.1".into(),
         phase: "Running".into(),
         proxy_version: "v".into(),

@@ -38,6 +38,7 @@ fn mk_pod(uid: &str, node: &str, root: &Ca, issuer: &Ca) -> PodRecord {
         service_account: "sa".into(),
         owners: vec![],
         pod_template_hash: String::new(),
+        mirror: false,
         pod_ip: String::new(),
         phase: "Running".into(),
         proxy_version: String::new(),

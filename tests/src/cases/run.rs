@@ -142,6 +142,7 @@ pub fn input(m: &Materialised) -> ClusterInput {
                         .map(|o| format!("{}/{}", o.kind, o.name))
                         .collect(),
                     pod_template_hash: String::new(),
+                    mirror: false,
                     pod_ip: p.ip.map(|i| i.to_string()).unwrap_or_default(),
                     phase: "Running".into(),
                     proxy_version: m.linkerd.version.clone().unwrap_or_default(),
