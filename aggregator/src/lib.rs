@@ -4,6 +4,7 @@
 pub mod analysis;
 pub mod ingest;
 pub mod model;
+pub mod owners;
 pub mod query;
 pub mod time;
 pub mod trust;

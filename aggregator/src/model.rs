@@ -4,9 +4,10 @@
 //! ```text
 //!   agent streams ──replace_node / apply_delta / heartbeat / disconnect──┐
 //!   trust watch ───────────set_bundle / set_issuer──────────────────────┤
+//!   owner watches ─────────update_owners (OwnerIndex, for the plan)─────┤
 //!   clock ─────────────────────────tick──────────────────────────────────┤
 //!                                                                        ▼
-//!   Cluster { nodes: name → NodeRecord, pods: uid → PodEntry{record, analysis}, trust, verifier }
+//!   Cluster { nodes: name → NodeRecord, pods: uid → PodEntry{record, analysis}, trust, owners, verifier }
 //!                                                                        │
 //!   query service ◄──────────────── summary / pods / pod ◄───────────────┘
 //! ```
@@ -15,9 +16,10 @@
 //! configuration changes, and on `tick` (time passes: expiry, stale nodes).
 
 use crate::analysis::cluster::{
-    ClusterInput, IdentityInput, NodeClock, PodInput, Report, Settings, Workload, analyse,
+    ClusterInput, IdentityInput, NodeClock, PodInput, Report, Settings, analyse,
 };
 use crate::analysis::{PodAnalysis, VerdictKind, pod_verdicts};
+use crate::owners::OwnerIndex;
 use crate::trust::{BundleState, IssuerState, Trust};
 use crate::verify::{ParsedCert, PemBundle, Verifier};
 use chrono::{DateTime, Utc};
@@ -25,7 +27,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// A pod's evidence as received from its agent, with certificates parsed.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct PodRecord {
     /// Namespace.
     pub namespace: String,
@@ -85,6 +87,12 @@ pub enum SpecAnchorsEvidence {
     Missing(String),
 }
 
+impl Default for SpecAnchorsEvidence {
+    fn default() -> Self {
+        SpecAnchorsEvidence::Missing("not reported".into())
+    }
+}
+
 /// The presented chain, parsed.
 #[derive(Clone, Debug, Default)]
 pub struct ChainEvidence {
@@ -101,9 +109,10 @@ pub struct ChainEvidence {
 }
 
 /// What the last probe found.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub enum ProbeEvidence {
     /// Not probed yet.
+    #[default]
     None,
     /// A chain.
     Chain(ChainEvidence),
@@ -167,6 +176,8 @@ pub struct Cluster {
     nodes: BTreeMap<String, NodeRecord>,
     /// Pods by uid.
     pods: HashMap<String, PodEntry>,
+    /// Workload objects the plan resolves pod owners with; written by the owner watches.
+    owners: OwnerIndex,
     /// (namespace, name) → uid.
     by_name: BTreeMap<(String, String), String>,
     /// A node with no message for longer is stale.
@@ -186,6 +197,7 @@ impl Cluster {
             verifier: Verifier::new(),
             nodes: BTreeMap::new(),
             pods: HashMap::new(),
+            owners: OwnerIndex::default(),
             by_name: BTreeMap::new(),
             stale_after: chrono::TimeDelta::from_std(stale_after).unwrap_or(chrono::TimeDelta::MAX),
             updated_at: now,
@@ -314,6 +326,20 @@ impl Cluster {
             self.revision += 1;
             self.reanalyse_node(node, now);
         }
+    }
+
+    /// A change from the owner watches; `change` returns whether the index changed, which the
+    /// plan may show.
+    pub fn update_owners(
+        &mut self,
+        change: impl FnOnce(&mut OwnerIndex) -> bool,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let changed = change(&mut self.owners);
+        if changed {
+            self.touch_revision(now);
+        }
+        changed
     }
 
     /// The bundle changed; every pod is judged again. Returns whether the anchor set changed.
@@ -499,12 +525,16 @@ impl Cluster {
     pub fn report(&mut self, settings: &Settings, now: DateTime<Utc>) -> Report {
         let pods: Vec<PodInput> = self
             .pods()
-            .map(|e| PodInput {
-                record: e.record.clone(),
-                workload: workload(&e.record),
-                remote: None,
-                logs_identity_unreachable: false,
-                analysis: Some(e.analysis.clone()),
+            .map(|e| {
+                let (workload, workload_facts) = self.owners.resolve(&e.record);
+                PodInput {
+                    record: e.record.clone(),
+                    workload,
+                    workload_facts,
+                    remote: None,
+                    logs_identity_unreachable: false,
+                    analysis: Some(e.analysis.clone()),
+                }
             })
             .collect();
         let identity_pod = pods.iter().find(|p| {
@@ -554,23 +584,6 @@ impl Cluster {
     pub fn issuer_anchors(&mut self) -> Vec<crate::verify::Fingerprint> {
         crate::analysis::issuer_anchors(&self.trust, &mut self.verifier).to_vec()
     }
-}
-
-/// The workload a restart rolls: the controller owner, with a ReplicaSet named
-/// `<deployment>-<pod-template-hash>` resolved to its Deployment; `None` for a bare pod.
-pub fn workload(r: &PodRecord) -> Option<Workload> {
-    let (kind, name) = r.owners.first()?.split_once('/')?;
-    let (kind, name) = match name.strip_suffix(&format!("-{}", r.pod_template_hash)) {
-        Some(deployment) if kind == "ReplicaSet" && !r.pod_template_hash.is_empty() => {
-            ("Deployment", deployment)
-        }
-        _ => (kind, name),
-    };
-    Some(Workload {
-        namespace: r.namespace.clone(),
-        kind: kind.to_string(),
-        name: name.to_string(),
-    })
 }
 
 #[cfg(test)]
