@@ -153,7 +153,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         sources.clone(),
         cluster.clone(),
     ));
-    tasks.spawn(watch::follow_issuer(client, sources, cluster.clone()));
+    tasks.spawn(watch::follow_issuer(
+        client.clone(),
+        sources,
+        cluster.clone(),
+    ));
+    tasks.spawn(watch::follow_owners(client, cluster.clone()));
     let ticker = cluster.clone();
     let interval = args.recheck_interval;
     tasks.spawn(async move {
