@@ -25,9 +25,6 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::HashMap;
 
-/// The annotation the kubelet puts on the API mirror of a static pod.
-pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
-
 /// A controller owner reference.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Controller {
@@ -117,16 +114,6 @@ impl<T: PartialEq> Catalog<T> {
             Some(fact) => Lookup::Found(fact),
             None => Lookup::Absent,
         }
-    }
-
-    /// Objects held.
-    pub fn len(&self) -> usize {
-        self.items.values().map(HashMap::len).sum()
-    }
-
-    /// Whether no object is held.
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
     }
 }
 
