@@ -17,6 +17,8 @@ const ENV_LOCAL_NAME: &str = "LINKERD2_PROXY_IDENTITY_LOCAL_NAME";
 const ENV_IDENTITY_DISABLED: &str = "LINKERD2_PROXY_IDENTITY_DISABLED";
 const ENV_ADMIN_LISTEN: &str = "LINKERD2_PROXY_ADMIN_LISTEN_ADDR";
 const ANNOTATION_PROXY_VERSION: &str = "linkerd.io/proxy-version";
+/// Set by the kubelet on the API mirror of a static pod.
+const ANNOTATION_MIRROR: &str = "kubernetes.io/config.mirror";
 /// The admin port of a proxy whose environment does not say otherwise.
 pub const DEFAULT_ADMIN_PORT: u16 = 4191;
 
@@ -37,6 +39,8 @@ pub struct MeshedPod {
     pub owners: Vec<Owner>,
     /// The `pod-template-hash` label (names the Deployment behind a ReplicaSet owner).
     pub pod_template_hash: String,
+    /// The pod mirrors a static pod (annotation `kubernetes.io/config.mirror`).
+    pub mirror: bool,
     /// status.podIP, when assigned.
     pub pod_ip: Option<std::net::IpAddr>,
     /// status.phase.
@@ -206,6 +210,10 @@ pub fn meshed_pod(pod: &Pod) -> Option<MeshedPod> {
             .and_then(|l| l.get("pod-template-hash"))
             .cloned()
             .unwrap_or_default(),
+        mirror: meta
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(ANNOTATION_MIRROR)),
         pod_ip,
         phase: status.and_then(|s| s.phase.clone()).unwrap_or_default(),
         proxy: proxy(

@@ -87,5 +87,6 @@ pub fn pod_evidence(e: &PodEvidence) -> pb::PodEvidence {
         }),
         spec_problems: pod.problems.clone(),
         pod_template_hash: pod.pod_template_hash.clone(),
+        mirror: pod.mirror,
     }
 }

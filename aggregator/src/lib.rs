@@ -8,6 +8,7 @@ pub mod ingest;
 pub mod link;
 pub mod model;
 pub mod multicluster;
+pub mod owners;
 pub mod probe;
 pub mod query;
 pub mod time;
@@ -228,11 +229,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         cluster.clone(),
     ));
     tasks.spawn(multicluster::follow_links(
-        client,
+        client.clone(),
         cluster.clone(),
         args.link_probe_interval,
         args.link_probe_timeout,
     ));
+    tasks.spawn(watch::follow_owners(client, cluster.clone()));
     let ticker = cluster.clone();
     let interval = args.recheck_interval;
     tasks.spawn(async move {

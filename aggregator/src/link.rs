@@ -192,6 +192,7 @@ pub fn records(
                 ) => (ProbeEvidence::Failed { kind, detail }, address),
             };
             PodRecord {
+                mirror: false,
                 namespace: link.namespace.clone(),
                 name: format!("gateway-{}-{address}", link.name),
                 uid: format!("link:{}/{address}", link.key()),

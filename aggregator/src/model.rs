@@ -5,10 +5,13 @@
 //!   agent streams ──replace_node / apply_delta / heartbeat / disconnect──┐
 //!   trust watch ───────────set_bundle / set_issuer──────────────────────┤
 //!   Link watch + gateway probe ───set_gateways / remove_link─────────────┤
+//!   owner watches ─────────update_owners (OwnerIndex, for the plan)──────┤
+//!   control-plane watches ─update_control_plane──────────────────────────┤
+//!   agents' clock readings ─node_clock───────────────────────────────────┤
 //!   clock ─────────────────────────tick──────────────────────────────────┤
 //!                                                                        ▼
-//!   Cluster { nodes: name → NodeRecord, pods: uid → PodEntry{record, analysis}, trust, verifier,
-//!             links: Link → [PodEntry{remote: Some(cluster)}] }
+//!   Cluster { nodes: name → NodeRecord{clock}, pods: uid → PodEntry{record, analysis}, trust,
+//!             owners, control_plane, verifier, links: Link → [PodEntry{remote: Some(cluster)}] }
 //!                                                                        │
 //!   query service ◄──────────────── summary / pods / pod ◄───────────────┘
 //! ```
@@ -28,6 +31,7 @@ use crate::analysis::cluster::{
 use crate::analysis::{PodAnalysis, VerdictKind, pod_verdicts, remote_view};
 use crate::clock::{ClockSettings, NodeClockState, Reading, Row as ClockRow, rows as clock_rows};
 use crate::control_plane::ControlPlane;
+use crate::owners::OwnerIndex;
 use crate::trust::{BundleState, IssuerState, Trust};
 use crate::verify::{ParsedCert, PemBundle, Verifier};
 use chrono::{DateTime, Utc};
@@ -35,7 +39,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// A pod's evidence as received from its agent, with certificates parsed.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct PodRecord {
     /// Namespace.
     pub namespace: String,
@@ -51,6 +55,8 @@ pub struct PodRecord {
     pub owners: Vec<String>,
     /// The `pod-template-hash` label, when set.
     pub pod_template_hash: String,
+    /// The pod mirrors a static pod (annotation `kubernetes.io/config.mirror`).
+    pub mirror: bool,
     /// Pod IP, as reported.
     pub pod_ip: String,
     /// Pod phase.
@@ -93,6 +99,12 @@ pub enum SpecAnchorsEvidence {
     Missing(String),
 }
 
+impl Default for SpecAnchorsEvidence {
+    fn default() -> Self {
+        SpecAnchorsEvidence::Missing("not reported".into())
+    }
+}
+
 /// The presented chain, parsed.
 #[derive(Clone, Debug, Default)]
 pub struct ChainEvidence {
@@ -109,9 +121,10 @@ pub struct ChainEvidence {
 }
 
 /// What the last probe found.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub enum ProbeEvidence {
     /// Not probed yet.
+    #[default]
     None,
     /// A chain.
     Chain(ChainEvidence),
@@ -186,6 +199,8 @@ pub struct Cluster {
     nodes: BTreeMap<String, NodeRecord>,
     /// Pods by uid.
     pods: HashMap<String, PodEntry>,
+    /// Workload objects the plan resolves pod owners with; written by the owner watches.
+    owners: OwnerIndex,
     /// (namespace, name) → uid.
     by_name: BTreeMap<(String, String), String>,
     /// Gateways of linked clusters by Link (`namespace/name`), one entry per gateway address;
@@ -210,6 +225,7 @@ impl Cluster {
             verifier: Verifier::new(),
             nodes: BTreeMap::new(),
             pods: HashMap::new(),
+            owners: OwnerIndex::default(),
             by_name: BTreeMap::new(),
             links: BTreeMap::new(),
             stale_after: chrono::TimeDelta::from_std(stale_after).unwrap_or(chrono::TimeDelta::MAX),
@@ -343,7 +359,10 @@ impl Cluster {
     /// The node running linkerd-identity, from its pod.
     pub fn identity_node(&self, settings: &Settings) -> Option<String> {
         self.pods()
-            .find(|e| is_identity_pod(&e.record, settings))
+            .find(|e| {
+                let (workload, _) = self.owners.resolve(&e.record);
+                is_identity_pod(&e.record, workload.as_ref(), settings)
+            })
             .map(|e| e.record.node.clone())
     }
 
@@ -397,6 +416,20 @@ impl Cluster {
             self.revision += 1;
             self.reanalyse_node(node, now);
         }
+    }
+
+    /// A change from the owner watches; `change` returns whether the index changed, which the
+    /// plan may show.
+    pub fn update_owners(
+        &mut self,
+        change: impl FnOnce(&mut OwnerIndex) -> bool,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let changed = change(&mut self.owners);
+        if changed {
+            self.touch_revision(now);
+        }
+        changed
     }
 
     /// The bundle changed; every pod is judged again. Returns whether the anchor set changed.
@@ -684,15 +717,21 @@ impl Cluster {
     pub fn report(&mut self, settings: &Settings, now: DateTime<Utc>) -> Report {
         let mut pods: Vec<PodInput> = self
             .pods()
-            .map(|e| PodInput {
-                record: e.record.clone(),
-                workload: workload(&e.record),
-                remote: None,
-                logs_identity_unreachable: false,
-                analysis: Some(e.analysis.clone()),
+            .map(|e| {
+                let (workload, workload_facts) = self.owners.resolve(&e.record);
+                PodInput {
+                    record: e.record.clone(),
+                    workload,
+                    workload_facts,
+                    remote: None,
+                    logs_identity_unreachable: false,
+                    analysis: Some(e.analysis.clone()),
+                }
             })
             .collect();
-        let identity_pod = pods.iter().find(|p| is_identity_pod(&p.record, settings));
+        let identity_pod = pods
+            .iter()
+            .find(|p| is_identity_pod(&p.record, p.workload.as_ref(), settings));
         let cp = &self.control_plane;
         // What identity signs with: the issuer of the freshest leaf issued since the Secret last
         // changed (identity's own proxy renews like any other); the events say the rest.
@@ -744,6 +783,7 @@ impl Cluster {
         pods.extend(self.remote_pods().map(|e| PodInput {
             record: e.record.clone(),
             workload: None,
+            workload_facts: Default::default(),
             remote: e.remote.clone(),
             logs_identity_unreachable: false,
             analysis: Some(e.analysis.clone()),
@@ -769,10 +809,10 @@ impl Cluster {
 
 /// Whether a pod is linkerd-identity's: in the control-plane namespace, with its service account
 /// or owned by its Deployment.
-fn is_identity_pod(r: &PodRecord, settings: &Settings) -> bool {
+fn is_identity_pod(r: &PodRecord, workload: Option<&Workload>, settings: &Settings) -> bool {
     r.namespace == settings.linkerd_namespace
         && (r.service_account == "linkerd-identity"
-            || workload(r).is_some_and(|w| w.name == "linkerd-identity"))
+            || workload.is_some_and(|w| w.name == "linkerd-identity"))
 }
 
 /// Whether two reports of one gateway say the same: same address and name, same probe outcome
@@ -802,23 +842,6 @@ fn same_evidence(a: &PodRecord, b: &PodRecord) -> bool {
         && a.pod_ip == b.pod_ip
         && a.identity_name == b.identity_name
         && a.owners == b.owners
-}
-
-/// The workload a restart rolls: the controller owner, with a ReplicaSet named
-/// `<deployment>-<pod-template-hash>` resolved to its Deployment; `None` for a bare pod.
-pub fn workload(r: &PodRecord) -> Option<Workload> {
-    let (kind, name) = r.owners.first()?.split_once('/')?;
-    let (kind, name) = match name.strip_suffix(&format!("-{}", r.pod_template_hash)) {
-        Some(deployment) if kind == "ReplicaSet" && !r.pod_template_hash.is_empty() => {
-            ("Deployment", deployment)
-        }
-        _ => (kind, name),
-    };
-    Some(Workload {
-        namespace: r.namespace.clone(),
-        kind: kind.to_string(),
-        name: name.to_string(),
-    })
 }
 
 #[cfg(test)]

@@ -1,21 +1,26 @@
 //! Follows the trust-roots ConfigMap, the issuer Secret, `linkerd-config` and linkerd-identity's
 //! issuer Events through the Kubernetes API (field-selected watches, so RBAC can be limited to
-//! those names) and feeds the model. A missing object is a state, not an error: the model
-//! records why it cannot judge.
+//! those names), the namespaces labelled as Linkerd extensions, and the workload objects pod
+//! owners resolve to (cluster-wide list/watch of ReplicaSets, metadata only, Deployments,
+//! StatefulSets and DaemonSets), and feeds the model. A missing object is a state, not an
+//! error: the model records why it cannot judge.
 
 use crate::control_plane::{
     IdentityEvent, IssuerEventKind, LINKERD_CONFIG, LinkerdConfig, read_linkerd_config,
 };
 use crate::ingest::lock;
 use crate::model::Cluster;
+use crate::owners::{self, Catalog, OwnerIndex};
 use crate::trust::{
     BundleState, IssuerState, TrustSources, issuer_unreadable, read_bundle, read_issuer,
 };
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Secret};
+use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
 use std::sync::{Arc, Mutex};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Follows the ConfigMap until the watch ends for good.
 pub async fn follow_bundle(
@@ -256,6 +261,100 @@ pub async fn follow_extension_namespaces(client: kube::Client, cluster: Arc<Mute
                 lock(&cluster).update_control_plane(now, |cp| cp.extension_namespaces = all);
             }
             Err(e) => warn!(error = %e, "watch of extension namespaces failed; retrying"),
+        }
+    }
+}
+
+/// Follows the workload objects the plan resolves pod owners with, until the watches end for
+/// good. A kind that cannot be listed (RBAC) stays unlisted: its pods are resolved by the
+/// fallback, and the plan says so.
+pub async fn follow_owners(client: kube::Client, cluster: Arc<Mutex<Cluster>>) {
+    // ReplicaSets are the many: only their metadata (ownerReferences) is fetched.
+    let replica_sets = follow_catalog(
+        kube::Api::<PartialObjectMeta<ReplicaSet>>::all(client.clone()),
+        "ReplicaSets",
+        cluster.clone(),
+        |i| &mut i.replica_sets,
+        |rs| owners::replica_set_controller(&rs.metadata),
+    );
+    // The facts live in the spec; each object is dropped once its fact is taken.
+    let deployments = follow_catalog(
+        kube::Api::<Deployment>::all(client.clone()),
+        "Deployments",
+        cluster.clone(),
+        |i| &mut i.deployments,
+        owners::deployment_paused,
+    );
+    let stateful_sets = follow_catalog(
+        kube::Api::<StatefulSet>::all(client.clone()),
+        "StatefulSets",
+        cluster.clone(),
+        |i| &mut i.stateful_sets,
+        owners::stateful_set_strategy,
+    );
+    let daemon_sets = follow_catalog(
+        kube::Api::<DaemonSet>::all(client),
+        "DaemonSets",
+        cluster,
+        |i| &mut i.daemon_sets,
+        owners::daemon_set_strategy,
+    );
+    tokio::join!(replica_sets, deployments, stateful_sets, daemon_sets);
+}
+
+/// Watches every object of `api` and keeps one catalog of the owner index current with `fact`
+/// of each. A (re)list is gathered here and replaces the catalog at once when complete, so
+/// queries in between see the previous list, never half of one.
+async fn follow_catalog<K, T>(
+    api: kube::Api<K>,
+    what: &'static str,
+    cluster: Arc<Mutex<Cluster>>,
+    catalog: fn(&mut OwnerIndex) -> &mut Catalog<T>,
+    fact: fn(&K) -> T,
+) where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+    T: PartialEq,
+{
+    // Served from the API server's watch cache: a full list of every ReplicaSet at 5,000 nodes
+    // need not be a quorum read of etcd.
+    let cfg = watcher::Config::default().any_semantic();
+    let mut events = watcher(api, cfg).default_backoff().boxed();
+    let mut listing: Vec<(String, String, T)> = Vec::new();
+    let key = |o: &K| {
+        let m = o.meta();
+        (
+            m.namespace.clone().unwrap_or_default(),
+            m.name.clone().unwrap_or_default(),
+        )
+    };
+    while let Some(event) = events.next().await {
+        let now = chrono::Utc::now();
+        match event {
+            Ok(watcher::Event::Init) => listing.clear(),
+            Ok(watcher::Event::InitApply(o)) => {
+                let (ns, name) = key(&o);
+                listing.push((ns, name, fact(&o)));
+            }
+            Ok(watcher::Event::InitDone) => {
+                let objects = std::mem::take(&mut listing);
+                let count = objects.len();
+                lock(&cluster).update_owners(|i| catalog(i).replace_all(objects), now);
+                info!(kind = what, count, "listed");
+            }
+            Ok(watcher::Event::Apply(o)) => {
+                let (ns, name) = key(&o);
+                let fact = fact(&o);
+                if lock(&cluster).update_owners(|i| catalog(i).apply(&ns, &name, fact), now) {
+                    debug!(kind = what, namespace = %ns, %name, "workload changed");
+                }
+            }
+            Ok(watcher::Event::Delete(o)) => {
+                let (ns, name) = key(&o);
+                if lock(&cluster).update_owners(|i| catalog(i).delete(&ns, &name), now) {
+                    debug!(kind = what, namespace = %ns, %name, "workload deleted");
+                }
+            }
+            Err(e) => warn!(error = %e, kind = what, "watch failed; retrying"),
         }
     }
 }

@@ -155,6 +155,7 @@ pub fn pod_record(
                 .collect()
         },
         pod_template_hash: e.pod_template_hash,
+        mirror: e.mirror,
         pod_ip: e.pod_ip,
         phase: e.phase,
         proxy_version: proxy.version,

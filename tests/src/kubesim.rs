@@ -5,7 +5,9 @@
 //! `kube::Client` and `kube::runtime::watcher` use it unchanged, as if it were a cluster:
 //! list (field and label selectors, pagination), get, watch (replay from a resourceVersion,
 //! bookmarks, timeouts, 410 Gone), create, update, patch, delete and deletecollection, and
-//! minimal discovery. Tests change objects in-process with `apply_*` and `delete_*` and read
+//! minimal discovery. Gets, lists and watches that ask for metadata only (`Accept:
+//! application/json;as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1`, as kube's
+//! `Api<PartialObjectMeta<K>>` does) get `meta.k8s.io/v1` PartialObjectMetadata objects. Tests change objects in-process with `apply_*` and `delete_*` and read
 //! back every request served with [`KubeSim::requests`].
 //!
 //! Objects of every kind live in one store of JSON values with one global resourceVersion and a
@@ -88,6 +90,8 @@ pub struct RecordedRequest {
     pub name: Option<String>,
     /// `User-Agent` header.
     pub user_agent: Option<String>,
+    /// `Accept` header.
+    pub accept: Option<String>,
 }
 
 /// State shared by the server's handlers and the [`KubeSim`] handle.

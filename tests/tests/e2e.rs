@@ -1336,3 +1336,200 @@ async fn without_the_link_crd_the_aggregator_keeps_working_and_finds_links_later
     c.scenario.stop().await;
     c.kube.shutdown().await;
 }
+
+/// Makes a scenario pod look as its controller would leave it: these owner references (the
+/// first is the controller), the pod-template-hash label only for a ReplicaSet's pod, and the
+/// kubelet's mirror annotation when `mirror`.
+fn reown(kube: &KubeSim, namespace: &str, name: &str, owners: &[(&str, &str, &str)], mirror: bool) {
+    use k8s_openapi::api::core::v1::Pod;
+    let pod: Pod = kube.get(namespace, name).unwrap();
+    let mut pod = serde_json::to_value(pod).unwrap();
+    pod["metadata"]["ownerReferences"] = owners
+        .iter()
+        .enumerate()
+        .map(|(i, (api_version, kind, owner))| {
+            serde_json::json!({"apiVersion": api_version, "kind": kind, "name": owner,
+                               "uid": format!("uid-{owner}"), "controller": i == 0})
+        })
+        .collect();
+    if owners
+        .first()
+        .is_none_or(|(_, kind, _)| *kind != "ReplicaSet")
+    {
+        pod["metadata"]["labels"]
+            .as_object_mut()
+            .unwrap()
+            .remove("pod-template-hash");
+    }
+    if mirror {
+        pod["metadata"]["annotations"]["kubernetes.io/config.mirror"] = "0b1e5a".into();
+    }
+    kube.apply_json(pod).unwrap();
+}
+
+/// The workload objects behind the pods of `plan_restarts_each_workload_the_way_its_controller_replaces_pods`.
+fn workload_objects(kube: &KubeSim, paused: bool, ledger_strategy: &str) {
+    let objects = [
+        serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "voting", "namespace": "emojivoto", "uid": "uid-voting"},
+            "spec": {"selector": {}, "template": {}, "paused": paused}}),
+        serde_json::json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": "voting-6c8d9f", "namespace": "emojivoto", "uid": "uid-voting-6c8d9f",
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "voting",
+                                     "uid": "uid-voting", "controller": true}]},
+            "spec": {"selector": {}, "template": {}}}),
+        // Left behind by `kubectl delete deployment orphan --cascade=orphan`: its pods keep the
+        // hash label, but no Deployment rolls them any more.
+        serde_json::json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": "orphan-5f6b8c", "namespace": "emojivoto", "uid": "uid-orphan-5f6b8c"},
+            "spec": {"selector": {}, "template": {}}}),
+        serde_json::json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "ledger", "namespace": "ledger", "uid": "uid-ledger"},
+            "spec": {"selector": {}, "serviceName": "ledger", "template": {},
+                     "updateStrategy": {"type": ledger_strategy}}}),
+    ];
+    for o in objects {
+        kube.apply_json(o).unwrap();
+    }
+}
+
+/// The plan's restarts as `workload → method`, and its held targets with their reasons.
+type PlanView = (BTreeMap<String, String>, BTreeMap<String, String>);
+
+fn plan_view(summary: &Value) -> PlanView {
+    let pairs = |list: &str, key: &str, value: &str| {
+        summary["plan"][list]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|x| {
+                let text = |f: &str| x[f].as_str().unwrap_or("").to_string();
+                (text(key), text(value))
+            })
+            .collect()
+    };
+    (
+        pairs("restarts", "workload", "method"),
+        pairs("held", "target", "reason"),
+    )
+}
+
+async fn plan_until(addr: &str, what: &str, done: impl Fn(&PlanView) -> bool) -> PlanView {
+    eventually(Duration::from_secs(60), what, || {
+        let addr = addr.to_string();
+        let done = &done;
+        async move {
+            let summary =
+                call(&addr, "anchorwatch.v1.Query/Summary", serde_json::json!({})).await?;
+            let view = plan_view(&summary);
+            Ok(done(&view).then_some(view))
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_restarts_each_workload_the_way_its_controller_replaces_pods() {
+    use scenario::{Anchors::Roots, Presents::Leaf, Which::OldIssuer};
+    let _serial = SERIAL.lock().await;
+    // Every pod still holds only the old root and presents a leaf under the old issuer.
+    let stale = |namespace, name, service_account| PodPlan {
+        namespace,
+        name,
+        service_account,
+        node: 1,
+        presents: Leaf(OldIssuer, -86_400, 86_400),
+        anchors: Roots(&[OldIssuer]),
+        expect: &["STALE_LEAF:BadSignature", "STALE_TRUST_BUNDLE"],
+    };
+    let c = cluster(
+        22,
+        vec![
+            stale("emojivoto", "voting-6c8d9f-c1", "voting"),
+            stale("emojivoto", "orphan-5f6b8c-d1", "orphan"),
+            stale("ledger", "ledger-0", "ledger"),
+            stale("edge", "static-proxy-node-1", "default"),
+        ],
+    )
+    .await;
+    workload_objects(&c.kube, false, "OnDelete");
+    reown(
+        &c.kube,
+        "ledger",
+        "ledger-0",
+        &[("apps/v1", "StatefulSet", "ledger")],
+        false,
+    );
+    // Only the kubelet's annotation, which the agent must pass on, tells this pod from a bare
+    // one (newer kubelets also make the Node its owner).
+    reown(&c.kube, "edge", "static-proxy-node-1", &[], true);
+    let addr = format!("127.0.0.1:{}", process::free_port().unwrap());
+    let url = format!("http://{addr}");
+    let procs = Procs(vec![
+        process::aggregator(&c.kubeconfig, &addr, c.dir.path(), &[]).unwrap(),
+        process::agent(&c.kubeconfig, "node-1", &url, c.dir.path(), &[]).unwrap(),
+    ]);
+
+    // The Deployment through its ReplicaSet's ownerReference, the OnDelete StatefulSet and the
+    // ReplicaSet that lost its Deployment by eviction, the static pod held.
+    let (restarts, held) = plan_until(&addr, "a plan with a method per workload", |(r, _)| {
+        r.len() == 3 && !r.contains_key("emojivoto/Deployment/orphan")
+    })
+    .await;
+    let want: BTreeMap<String, String> = [
+        ("emojivoto/Deployment/voting", "rollout_restart"),
+        ("ledger/StatefulSet/ledger", "evict"),
+        ("emojivoto/ReplicaSet/orphan-5f6b8c", "evict"),
+    ]
+    .into_iter()
+    .map(|(w, m)| (w.to_string(), m.to_string()))
+    .collect();
+    assert_eq!(restarts, want, "held: {held:?}");
+    let mirror = &held["edge/Pod/static-proxy-node-1"];
+    assert!(
+        mirror.contains("static pod") && mirror.contains("needs manual re-create"),
+        "{mirror}"
+    );
+
+    // The index follows the cluster: a paused Deployment is held; a StatefulSet switched to
+    // RollingUpdate gets a rollout restart.
+    workload_objects(&c.kube, true, "RollingUpdate");
+    let (restarts, held) = plan_until(&addr, "the paused Deployment held", |(r, h)| {
+        h.contains_key("emojivoto/Deployment/voting")
+            && r.get("ledger/StatefulSet/ledger").map(String::as_str) == Some("rollout_restart")
+    })
+    .await;
+    assert!(
+        held["emojivoto/Deployment/voting"].contains("paused"),
+        "{held:?}"
+    );
+    assert!(!restarts.contains_key("emojivoto/Deployment/voting"));
+
+    // ReplicaSets are read as metadata only; the kinds whose spec matters, whole.
+    let requests = c.kube.requests();
+    let watched = |resource: &str| {
+        requests
+            .iter()
+            .filter(|r| r.resource.as_deref() == Some(resource))
+            .filter(|r| matches!(r.verb, Some("list" | "watch")))
+            .map(|r| r.accept.clone().unwrap_or_default())
+            .collect::<Vec<String>>()
+    };
+    let replica_sets = watched("replicasets");
+    assert!(!replica_sets.is_empty());
+    assert!(
+        replica_sets
+            .iter()
+            .all(|a| a.contains("as=PartialObjectMetadata")),
+        "{replica_sets:?}"
+    );
+    assert!(
+        watched("deployments")
+            .iter()
+            .all(|a| !a.contains("PartialObjectMetadata"))
+    );
+
+    drop(procs);
+    c.scenario.stop().await;
+    c.kube.shutdown().await;
+}

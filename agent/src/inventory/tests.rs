@@ -14,6 +14,7 @@ fn mk_pod(uid: &str, ip: Option<&str>) -> MeshedPod {
         service_account: "sa".into(),
         owners: vec![],
         pod_template_hash: String::new(),
+        mirror: false,
         pod_ip: ip.map(|i| i.parse().unwrap()),
         phase: "Running".into(),
         proxy: Proxy {

@@ -198,3 +198,21 @@ fn dollar_escapes_and_garbage_pod_ip_do_not_panic() {
     assert_eq!(meshed.pod_ip, None);
     assert!(meshed.problems.iter().any(|p| p.contains("podIP")));
 }
+
+#[test]
+fn static_pod_mirror_is_flagged_and_a_controlled_pod_is_not() {
+    let proxy = serde_json::json!([{"name": "linkerd-proxy"}]);
+    let mut pod = mk_pod(proxy.clone(), serde_json::json!([]));
+    pod.metadata.annotations = Some(
+        [(
+            "kubernetes.io/config.mirror".to_string(),
+            "3f1c".to_string(),
+        )]
+        .into_iter()
+        .collect(),
+    );
+    assert!(meshed_pod(&pod).unwrap().mirror);
+
+    let pod = mk_pod(proxy, serde_json::json!([]));
+    assert!(!meshed_pod(&pod).unwrap().mirror);
+}

@@ -74,6 +74,38 @@ impl std::fmt::Display for Workload {
     }
 }
 
+/// How a StatefulSet or DaemonSet replaces its pods (`spec.updateStrategy`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpdateStrategy {
+    /// `RollingUpdate`: a template change replaces the pods; for a StatefulSet only the ordinals
+    /// at or above `partition` (0 for a DaemonSet).
+    RollingUpdate {
+        /// `rollingUpdate.partition`.
+        partition: i32,
+    },
+    /// `OnDelete`: a pod is replaced only when it is deleted.
+    OnDelete,
+    /// A type this version does not know, as written.
+    Unrecognised(String),
+}
+
+/// What is known of how a pod's workload re-creates it, resolved from the cluster's workload
+/// objects (DESIGN section 6): the plan picks its method from this and the workload's kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkloadFacts {
+    /// A StatefulSet's or DaemonSet's update strategy; `None`: not known (not listed yet, not
+    /// readable) or not applicable.
+    pub strategy: Option<UpdateStrategy>,
+    /// A Deployment's `spec.paused`; `None`: not known or not applicable.
+    pub paused: Option<bool>,
+    /// The pod mirrors a static pod (annotation `kubernetes.io/config.mirror`, or owned by its
+    /// Node): only the kubelet re-creates it, from a manifest on the node.
+    pub mirror: bool,
+    /// What the resolution could not check, in words (e.g. ReplicaSets not listed yet, so the
+    /// Deployment was inferred from the pod-template-hash label); said in the plan.
+    pub caveat: Option<String>,
+}
+
 /// One pod as the analysis sees it.
 #[derive(Clone, Debug)]
 pub struct PodInput {
@@ -81,6 +113,8 @@ pub struct PodInput {
     pub record: PodRecord,
     /// Its owning workload (Pod → ReplicaSet → Deployment resolved); `None`: a bare pod.
     pub workload: Option<Workload>,
+    /// What is known of how that workload re-creates pods; default for a bare pod.
+    pub workload_facts: WorkloadFacts,
     /// The linked cluster it belongs to, for multicluster gateways and mirrored endpoints.
     pub remote: Option<String>,
     /// Whether its proxy logs say it cannot reach identity (connect failures, fail-fast, DNS).
@@ -1005,6 +1039,13 @@ fn plan(ctx: &PlanContext<'_>) -> Plan {
             });
             continue;
         }
+        if p.workload_facts.mirror {
+            plan.held.push(Held {
+                target,
+                reason: format!("a static pod's mirror: only the kubelet re-creates it, from the manifest on node {node}; never evicted; needs manual re-create"),
+            });
+            continue;
+        }
         if p.workload.is_none() {
             plan.held.push(Held {
                 target,
@@ -1031,11 +1072,11 @@ fn plan(ctx: &PlanContext<'_>) -> Plan {
     }
 
     // Identity restarts when it is stale (it reads the bundle and the issuer at start).
-    let identity_workload = input
+    let identity_pod = input
         .pods
         .iter()
-        .find(|p| ctx.identity_pods.contains(&pod_key(&p.record)))
-        .and_then(|p| p.workload.clone());
+        .find(|p| ctx.identity_pods.contains(&pod_key(&p.record)));
+    let identity_workload = identity_pod.and_then(|p| p.workload.clone());
     if ctx.identity_stale
         && let Some(w) = &identity_workload
     {
@@ -1064,10 +1105,30 @@ fn plan(ctx: &PlanContext<'_>) -> Plan {
             .is_none_or(|set| set.is_disjoint(ctx.issuer_anchors))
     });
 
-    let mut restarts: Vec<(u8, Restart)> = by_workload
+    let decided: Vec<Result<(u8, Restart), Held>> = by_workload
         .into_iter()
         .map(|(w, pods)| {
             let is_identity = Some(&w) == identity_workload.as_ref();
+            let facts = pods
+                .first()
+                .copied()
+                .or(identity_pod.filter(|_| is_identity))
+                .map(|p| &p.workload_facts);
+            let names: Vec<String> = pods.iter().map(|p| pod_key(&p.record)).collect();
+            let (method, note) =
+                match restart_method(&w, facts.unwrap_or(&WorkloadFacts::default())) {
+                    Ok(decision) => decision,
+                    Err(why) if names.is_empty() => {
+                        return Err(Held {
+                            target: w,
+                            reason: why,
+                        });
+                    }
+                    Err(why) => {
+                        let reason = format!("{why} (affected: {})", names.join(", "));
+                        return Err(Held { target: w, reason });
+                    }
+                };
             let t = tier(&w);
             // Rule 4: with every proxy holding the issuer's anchor, identity goes first; otherwise
             // proxies lacking it go first, tier by tier, and identity last.
@@ -1080,11 +1141,6 @@ fn plan(ctx: &PlanContext<'_>) -> Plan {
             } else {
                 4 + t as u8
             };
-            let method = match w.kind.as_str() {
-                "Deployment" | "StatefulSet" | "DaemonSet" => Method::RolloutRestart,
-                _ => Method::Evict,
-            };
-            let names: Vec<String> = pods.iter().map(|p| pod_key(&p.record)).collect();
             let mut kinds: BTreeSet<&str> = names
                 .iter()
                 .filter_map(|n| ctx.pods.get(n))
@@ -1110,14 +1166,18 @@ fn plan(ctx: &PlanContext<'_>) -> Plan {
                 );
             }
             let kinds = kinds.into_iter().collect::<Vec<_>>().join(", ");
-            let reason = if names.is_empty() {
+            let mut reason = if names.is_empty() {
                 format!(
                     "{kinds}: linkerd-identity reads the bundle and the issuer only when it starts"
                 )
             } else {
                 format!("{kinds}: {}", names.join(", "))
             };
-            (
+            for why in note.into_iter().chain(facts.and_then(|f| f.caveat.clone())) {
+                reason.push_str("; ");
+                reason.push_str(&why);
+            }
+            Ok((
                 rank,
                 Restart {
                     workload: w,
@@ -1126,9 +1186,16 @@ fn plan(ctx: &PlanContext<'_>) -> Plan {
                     pods: names,
                     reason,
                 },
-            )
+            ))
         })
         .collect();
+    let mut restarts = Vec::new();
+    for d in decided {
+        match d {
+            Ok(r) => restarts.push(r),
+            Err(held) => plan.held.push(held),
+        }
+    }
     restarts.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.workload.cmp(&b.1.workload)));
     plan.restarts = restarts.into_iter().map(|(_, r)| r).collect();
     plan.escalate = plan.restarts.is_empty()
@@ -1138,6 +1205,59 @@ fn plan(ctx: &PlanContext<'_>) -> Plan {
                 .values()
                 .any(|a| a.verdicts.iter().any(|v| v.kind.is_fault())));
     plan
+}
+
+/// How the plan restarts workload `w`, given what is known of it (DESIGN section 6), with a word
+/// on the choice where the kind alone does not explain it; `Err`: it is held, and why.
+///
+/// When a StatefulSet's or DaemonSet's update strategy is not known (not listed yet, RBAC
+/// forbids reading it, a type this version does not know), the plan evicts rather than holds:
+/// eviction replaces a pod under either strategy and honours PodDisruptionBudgets, whereas a
+/// rollout restart under `OnDelete` would replace nothing while the plan claimed a fix; holding
+/// would leave pods broken that a safe method can fix. A Deployment whose `paused` is not known
+/// gets its rollout restart: the annotation is harmless on a paused Deployment (it rolls when
+/// resumed), and every Deployment rolls on a template change.
+pub fn restart_method(
+    w: &Workload,
+    facts: &WorkloadFacts,
+) -> Result<(Method, Option<String>), String> {
+    match w.kind.as_str() {
+        "Deployment" => match facts.paused {
+            Some(true) => Err("a paused Deployment: a rollout restart waits until it is resumed; resume it, or re-create its pods by hand".into()),
+            Some(false) => Ok((Method::RolloutRestart, None)),
+            None => Ok((
+                Method::RolloutRestart,
+                Some("whether the Deployment is paused is not known".into()),
+            )),
+        },
+        "StatefulSet" | "DaemonSet" => match &facts.strategy {
+            Some(UpdateStrategy::RollingUpdate { partition }) if *partition <= 0 => {
+                Ok((Method::RolloutRestart, None))
+            }
+            Some(UpdateStrategy::RollingUpdate { partition }) => Ok((
+                Method::Evict,
+                Some(format!("RollingUpdate partitioned at {partition}: a rollout restart would not replace the ordinals below it")),
+            )),
+            Some(UpdateStrategy::OnDelete) => Ok((
+                Method::Evict,
+                Some("update strategy OnDelete: a rollout restart would replace no pod".into()),
+            )),
+            Some(UpdateStrategy::Unrecognised(t)) => Ok((
+                Method::Evict,
+                Some(format!("update strategy {t:?} is not one this version knows: evicting, which replaces pods under any strategy")),
+            )),
+            None => Ok((
+                Method::Evict,
+                Some("update strategy not known: evicting, which replaces pods under either strategy".into()),
+            )),
+        },
+        // Nothing re-creates a bare pod, and only the kubelet a static one; the plan holds their
+        // pods before it gets here.
+        "Pod" | "Node" => Err("no controller re-creates it; needs manual re-create".into()),
+        // ReplicaSets without a Deployment, Jobs (a CronJob's included: the Job re-creates the
+        // pod), and other controllers that re-create pods.
+        _ => Ok((Method::Evict, None)),
+    }
 }
 
 #[cfg(test)]

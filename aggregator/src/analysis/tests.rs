@@ -18,7 +18,7 @@ fn sources() -> TrustSources {
 }
 
 /// Trust with these roots in the bundle and this issuer in the Secret.
-fn mk_trust(roots: &[&Ca], issuer: &Ca) -> Trust {
+pub(super) fn mk_trust(roots: &[&Ca], issuer: &Ca) -> Trust {
     let mut t = Trust::new(sources());
     let pem: String = roots.iter().map(|r| r.cert_pem.clone()).collect();
     t.set_bundle(
@@ -32,7 +32,7 @@ fn mk_trust(roots: &[&Ca], issuer: &Ca) -> Trust {
     t
 }
 
-fn mk_pod(spec_roots: &[&Ca], chain: Vec<Vec<u8>>) -> PodRecord {
+pub(super) fn mk_pod(spec_roots: &[&Ca], chain: Vec<Vec<u8>>) -> PodRecord {
     let pem: String = spec_roots.iter().map(|r| r.cert_pem.clone()).collect();
     PodRecord {
         namespace: "ns".into(),
@@ -42,6 +42,7 @@ fn mk_pod(spec_roots: &[&Ca], chain: Vec<Vec<u8>>) -> PodRecord {
         service_account: "sa".into(),
         owners: vec![],
         pod_template_hash: String::new(),
+        mirror: false,
         pod_ip: "10.0.0.1".into(),
         phase: "Running".into(),
         proxy_version: "v".into(),
@@ -62,15 +63,15 @@ fn mk_pod(spec_roots: &[&Ca], chain: Vec<Vec<u8>>) -> PodRecord {
 
 const NAME: &str = "sa.ns.serviceaccount.identity.linkerd.cluster.local";
 
-struct Mesh {
-    old_root: Ca,
-    new_root: Ca,
-    old_issuer: Ca,
-    new_issuer: Ca,
+pub(super) struct Mesh {
+    pub(super) old_root: Ca,
+    pub(super) new_root: Ca,
+    pub(super) old_issuer: Ca,
+    pub(super) new_issuer: Ca,
 }
 
 /// Two roots with the same subject and different keys, with an issuer under each.
-fn mk_mesh() -> Mesh {
+pub(super) fn mk_mesh() -> Mesh {
     let old_root = Ca::linkerd_test_root("ca1").unwrap();
     let new_root = Ca::linkerd_test_root("ca2").unwrap();
     let year = window(-86_400, 365 * 86_400);
@@ -86,7 +87,7 @@ fn mk_mesh() -> Mesh {
     }
 }
 
-fn chain_under(issuer: &Ca, validity: (i64, i64)) -> Vec<Vec<u8>> {
+pub(super) fn chain_under(issuer: &Ca, validity: (i64, i64)) -> Vec<Vec<u8>> {
     let leaf = issuer.leaf(NAME, window(validity.0, validity.1)).unwrap();
     vec![leaf.der, issuer.cert_der.clone()]
 }

@@ -38,6 +38,7 @@ fn mk_pod(uid: &str, node: &str, root: &Ca, issuer: &Ca) -> PodRecord {
         service_account: "sa".into(),
         owners: vec![],
         pod_template_hash: String::new(),
+        mirror: false,
         pod_ip: String::new(),
         phase: "Running".into(),
         proxy_version: String::new(),
@@ -429,4 +430,63 @@ fn a_linked_clusters_anchor_in_the_bundle_is_no_rotation() {
         c.report(&settings, now()).phase,
         crate::analysis::cluster::Phase::Steady
     );
+}
+
+#[test]
+fn plan_resolves_owners_through_the_index_and_only_index_changes_count_as_revisions() {
+    use crate::analysis::cluster::{Method, Settings};
+    use crate::owners::Controller;
+    let root = Ca::root("root").unwrap();
+    // Valid for longer than one issuance lifetime: not a blocker.
+    let issuer = root.issuer("issuer", window(-60, 365 * 86_400)).unwrap();
+    let other = Ca::root("other").unwrap();
+    let mut c = mk_cluster(&root, &issuer);
+    let s = c.open_stream();
+    // A pod holding another root: STALE_TRUST_BUNDLE, so the plan restarts its workload.
+    let mut pod = mk_pod("a", "n1", &other, &issuer);
+    pod.owners = vec!["ReplicaSet/api-5f6b8c".into()];
+    pod.pod_template_hash = "5f6b8c".into();
+    c.replace_node("n1", s, "v", vec![pod], now());
+    let restarts = |c: &mut Cluster| {
+        c.report(&Settings::new("linkerd"), now())
+            .plan
+            .restarts
+            .iter()
+            .map(|r| (r.workload.to_string(), r.method))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        restarts(&mut c),
+        vec![("ns/Deployment/api".to_string(), Method::RolloutRestart)],
+        "before the index is listed: the pod-template-hash rule"
+    );
+
+    let r0 = c.revision();
+    assert!(c.update_owners(|i| i.replica_sets.replace_all([]), now()));
+    assert!(c.revision() > r0);
+    assert_eq!(
+        restarts(&mut c),
+        vec![("ns/Deployment/api".to_string(), Method::RolloutRestart)],
+        "a ReplicaSet missing from the list: the fallback still"
+    );
+    let orphan = ("ns".to_string(), "api-5f6b8c".to_string(), None);
+    assert!(c.update_owners(|i| i.replica_sets.replace_all([orphan.clone()]), now()));
+    assert_eq!(
+        restarts(&mut c),
+        vec![("ns/ReplicaSet/api-5f6b8c".to_string(), Method::Evict)],
+        "listed without a controller"
+    );
+    let r1 = c.revision();
+    assert!(!c.update_owners(|i| i.replica_sets.apply("ns", "api-5f6b8c", None), now()));
+    assert_eq!(
+        c.revision(),
+        r1,
+        "a status update of the ReplicaSet changes no fact"
+    );
+    let owned = Some(Controller {
+        kind: "Deployment".into(),
+        name: "api".into(),
+    });
+    assert!(c.update_owners(|i| i.replica_sets.apply("ns", "api-5f6b8c", owned), now()));
+    assert!(c.revision() > r1);
 }

@@ -110,6 +110,7 @@ fn main() -> anyhow::Result<()> {
             service_account: format!("sa{}", i % 50),
             owners: vec![],
             pod_template_hash: String::new(),
+            mirror: false,
             pod_ip: String::new(),
             phase: "Running".into(),
             proxy_version: String::new(),

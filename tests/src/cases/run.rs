@@ -2,12 +2,13 @@
 //! the live pipeline builds from agent reports and watches), the real analysis and planner run,
 //! and every `expect` field is checked.
 
-use super::{Materialised, Presented, SpecAnchors, pem_blocks};
+use super::{Materialised, PodMaterial, Presented, SpecAnchors, pem_blocks};
 use anchorwatch_aggregator::analysis::cluster::{
-    ClusterInput, IdentityInput, NodeClock, PodInput, Report, Settings, Workload, analyse,
+    ClusterInput, IdentityInput, NodeClock, PodInput, Report, Settings, UpdateStrategy, analyse,
 };
 use anchorwatch_aggregator::control_plane::{IdentityEvent, IssuerEventKind};
 use anchorwatch_aggregator::model::{ChainEvidence, PodRecord, ProbeEvidence, SpecAnchorsEvidence};
+use anchorwatch_aggregator::owners::{Controller, OwnerIndex};
 use anchorwatch_aggregator::trust::{BundleState, Trust, TrustSources, read_bundle, read_issuer};
 use anchorwatch_aggregator::verify::{Fingerprint, Verifier, parse_der, parse_pem_bundle};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -109,6 +110,7 @@ pub fn input(m: &Materialised) -> ClusterInput {
         })
         .collect();
     let mut interner = anchorwatch_aggregator::wire::Interner::default();
+    let owners = owner_index(&m.pods);
     let pods = m
         .pods
         .iter()
@@ -136,37 +138,40 @@ pub fn input(m: &Materialised) -> ClusterInput {
                 anchorwatch_proxylog::classify(l)
                     .contains(anchorwatch_proxylog::Kind::IdentityUnreachable)
             });
-            PodInput {
-                record: PodRecord {
-                    namespace: p.namespace.clone(),
-                    name: p.name.clone(),
-                    uid: p.full_name(),
-                    node: p.node.clone(),
-                    service_account: p.service_account.clone(),
-                    owners: p
-                        .owner
-                        .iter()
-                        .map(|o| format!("{}/{}", o.kind, o.name))
-                        .collect(),
-                    pod_template_hash: String::new(),
-                    pod_ip: p.ip.map(|i| i.to_string()).unwrap_or_default(),
-                    phase: "Running".into(),
-                    proxy_version: m.linkerd.version.clone().unwrap_or_default(),
-                    proxy_started_at: p.started,
-                    identity_name: Some(p.identity_name.clone()),
-                    spec_anchors,
-                    probe,
-                    probed_at: Some(m.now),
-                    probe_address: String::new(),
-                    metrics_cert_expiry: None,
-                    problems: vec![],
-                    reported_at: m.now,
+            let record = PodRecord {
+                namespace: p.namespace.clone(),
+                name: p.name.clone(),
+                uid: p.full_name(),
+                node: p.node.clone(),
+                service_account: p.service_account.clone(),
+                owners: p
+                    .owner
+                    .iter()
+                    .map(|o| pod_owner(&o.kind, &o.name))
+                    .collect(),
+                pod_template_hash: match &p.owner {
+                    Some(o) if o.kind == "Deployment" => TEMPLATE_HASH.into(),
+                    _ => String::new(),
                 },
-                workload: p.owner.as_ref().map(|o| Workload {
-                    namespace: p.namespace.clone(),
-                    kind: o.kind.clone(),
-                    name: o.name.clone(),
-                }),
+                mirror: false,
+                pod_ip: p.ip.map(|i| i.to_string()).unwrap_or_default(),
+                phase: "Running".into(),
+                proxy_version: m.linkerd.version.clone().unwrap_or_default(),
+                proxy_started_at: p.started,
+                identity_name: Some(p.identity_name.clone()),
+                spec_anchors,
+                probe,
+                probed_at: Some(m.now),
+                probe_address: String::new(),
+                metrics_cert_expiry: None,
+                problems: vec![],
+                reported_at: m.now,
+            };
+            let (workload, workload_facts) = owners.resolve(&record);
+            PodInput {
+                record,
+                workload,
+                workload_facts,
                 remote: p.remote.clone(),
                 logs_identity_unreachable,
                 analysis: None,
@@ -202,6 +207,52 @@ fn identity_events(m: &Materialised) -> Vec<IdentityEvent> {
             })
         })
         .collect()
+}
+
+/// The `pod-template-hash` of every case pod owned by a Deployment.
+const TEMPLATE_HASH: &str = "5c8d9f7b6";
+
+/// The owner reference a case pod carries: `owner: Deployment/api` means a ReplicaSet of it.
+fn pod_owner(kind: &str, name: &str) -> String {
+    match kind {
+        "Deployment" => format!("ReplicaSet/{name}-{TEMPLATE_HASH}"),
+        _ => format!("{kind}/{name}"),
+    }
+}
+
+/// The workload objects a cluster in this state holds, as the aggregator's owner watches would
+/// list them: each Deployment with its ReplicaSet, not paused; StatefulSets and DaemonSets with
+/// the Kubernetes default update strategy, RollingUpdate.
+fn owner_index(pods: &[PodMaterial]) -> OwnerIndex {
+    let mut replica_sets = Vec::new();
+    let mut deployments = Vec::new();
+    let mut stateful_sets = Vec::new();
+    let mut daemon_sets = Vec::new();
+    let rolling = UpdateStrategy::RollingUpdate { partition: 0 };
+    for p in pods {
+        let Some(o) = &p.owner else { continue };
+        let ns = p.namespace.clone();
+        match o.kind.as_str() {
+            "Deployment" => {
+                let controller = Controller {
+                    kind: o.kind.clone(),
+                    name: o.name.clone(),
+                };
+                let rs = format!("{}-{TEMPLATE_HASH}", o.name);
+                replica_sets.push((ns.clone(), rs, Some(controller)));
+                deployments.push((ns, o.name.clone(), false));
+            }
+            "StatefulSet" => stateful_sets.push((ns, o.name.clone(), rolling.clone())),
+            "DaemonSet" => daemon_sets.push((ns, o.name.clone(), rolling.clone())),
+            _ => {}
+        }
+    }
+    let mut index = OwnerIndex::default();
+    index.replica_sets.replace_all(replica_sets);
+    index.deployments.replace_all(deployments);
+    index.stateful_sets.replace_all(stateful_sets);
+    index.daemon_sets.replace_all(daemon_sets);
+    index
 }
 
 /// A presented chain given as literal PEM: every CERTIFICATE block in order, unreadable ones named.

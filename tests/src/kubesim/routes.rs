@@ -9,7 +9,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Query, Request, State};
 use axum::response::{IntoResponse, Response};
-use http::header::{CONTENT_TYPE, USER_AGENT};
+use http::header::{ACCEPT, CONTENT_TYPE, HeaderMap, USER_AGENT};
 use http::{Method, StatusCode, Uri};
 use serde_json::{Value, json};
 
@@ -39,11 +39,8 @@ struct Attributes {
 pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let method = request.method().clone();
     let uri = request.uri().clone();
-    let user_agent = request
-        .headers()
-        .get(USER_AGENT)
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_string);
+    let user_agent = header(request.headers(), USER_AGENT);
+    let accept = header(request.headers(), ACCEPT);
     let mut attributes = Attributes::default();
     let response = dispatch(&shared, request, &mut attributes)
         .await
@@ -60,8 +57,16 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Request) 
         namespace: attributes.namespace,
         name: attributes.name,
         user_agent,
+        accept,
     });
     response
+}
+
+fn header(headers: &HeaderMap, name: http::header::HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string)
 }
 
 async fn dispatch(
@@ -169,6 +174,7 @@ async fn serve_resource(
     let target =
         resolve(&shared.store(), group, version, rest).ok_or_else(ApiError::no_such_path)?;
     let params = Params::parse(request.uri());
+    let metadata_only = wants_metadata_only(request.headers());
     let watching = legacy_watch || params.as_ref().is_ok_and(|params| params.watch);
     let verb = match (&method, target.name.is_some()) {
         (&Method::GET, _) if watching => "watch",
@@ -248,6 +254,7 @@ async fn serve_resource(
                 initial_events_end: params.send_initial_events == Some(true)
                     && params.allow_watch_bookmarks,
                 bookmarks: params.allow_watch_bookmarks,
+                metadata_only,
                 timeout: params
                     .timeout_seconds
                     .filter(|seconds| *seconds > 0)
@@ -257,7 +264,16 @@ async fn serve_resource(
         }
         ("list", _) => {
             let filter = selection(&target, params)?;
-            let list = list(&shared.store(), &rt, &filter, params)?;
+            let mut list = list(&shared.store(), &rt, &filter, params)?;
+            if metadata_only {
+                list["apiVersion"] = json!(PARTIAL_API_VERSION);
+                list["kind"] = json!("PartialObjectMetadataList");
+                if let Some(items) = list["items"].as_array_mut() {
+                    for item in items {
+                        *item = partial_object_metadata(item);
+                    }
+                }
+            }
             Ok(Json(list).into_response())
         }
         ("get", Some(name)) => {
@@ -265,6 +281,9 @@ async fn serve_resource(
             let object = store
                 .get(&rt, namespace, name)
                 .ok_or_else(|| ApiError::not_found(&rt, name))?;
+            if metadata_only {
+                return Ok(Json(partial_object_metadata(object)).into_response());
+            }
             Ok(Json(object).into_response())
         }
         ("create", None) => {
@@ -430,6 +449,35 @@ async fn serve_resource(
         }
         _ => Err(ApiError::method_not_allowed()),
     }
+}
+
+/// `apiVersion` of the metadata-only view.
+pub(crate) const PARTIAL_API_VERSION: &str = "meta.k8s.io/v1";
+
+/// Whether the client asks for the metadata-only view of objects, as the real API server reads
+/// `Accept`: `application/json;as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1`.
+fn wants_metadata_only(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|media| {
+            let params: Vec<&str> = media.split(';').map(str::trim).collect();
+            params
+                .iter()
+                .any(|p| p.starts_with("as=PartialObjectMetadata"))
+                && params.contains(&"g=meta.k8s.io")
+        })
+}
+
+/// An object as a metadata-only client receives it.
+pub(crate) fn partial_object_metadata(object: &Value) -> Value {
+    json!({
+        "apiVersion": PARTIAL_API_VERSION,
+        "kind": "PartialObjectMetadata",
+        "metadata": object.get("metadata").cloned().unwrap_or_else(|| json!({})),
+    })
 }
 
 fn lower_first(word: &str) -> String {

@@ -978,3 +978,85 @@ async fn more_kinds_need_little_code() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_only_clients_get_partial_object_metadata() {
+    use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
+    use kube::core::PartialObjectMeta;
+
+    let (sim, client) = start().await;
+    let rs: ReplicaSet = serde_json::from_value(json!({
+        "metadata": { "name": "api-5f6b8c", "namespace": "shop",
+            "ownerReferences": [{ "apiVersion": "apps/v1", "kind": "Deployment", "name": "api",
+                                  "uid": "u-api", "controller": true }] },
+        "spec": { "selector": {}, "template": { "spec": { "containers": [
+            { "name": "main", "image": "a-large-template" }] } } },
+    }))
+    .unwrap();
+    sim.apply(&rs).unwrap();
+    let meta: Api<PartialObjectMeta<ReplicaSet>> = Api::all(client.clone());
+
+    let listed = meta.list(&ListParams::default()).await.unwrap();
+    assert_eq!(listed.items.len(), 1);
+    let owner = &listed.items[0].metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("Deployment", "api")
+    );
+
+    let mut events = watcher::watcher(meta, watcher::Config::default()).boxed();
+    let initial = initial_objects(&mut events).await;
+    assert_eq!(name_of(&initial[0]), "api-5f6b8c");
+    sim.delete::<ReplicaSet>("shop", "api-5f6b8c").unwrap();
+    match next_event(&mut events).await {
+        Event::Delete(gone) => assert_eq!(name_of(&gone), "api-5f6b8c"),
+        other => panic!("expected a deletion, got {other:?}"),
+    }
+
+    // What goes over the wire: the full list has the pod template, the metadata-only one not.
+    sim.apply(&rs).unwrap();
+    let get = |accept: Option<&str>| {
+        let mut request = http::Request::get("/apis/apps/v1/namespaces/shop/replicasets");
+        if let Some(accept) = accept {
+            request = request.header(http::header::ACCEPT, accept);
+        }
+        client.request_text(request.body(Vec::new()).unwrap())
+    };
+    let full_text = get(None).await.unwrap();
+    assert!(full_text.contains("a-large-template"), "{full_text}");
+    let partial = get(Some(
+        "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+    ))
+    .await
+    .unwrap();
+    assert!(
+        partial.contains("\"PartialObjectMetadataList\"")
+            && partial.contains("\"meta.k8s.io/v1\"")
+            && !partial.contains("a-large-template"),
+        "{partial}"
+    );
+    assert!(
+        sim.requests()
+            .iter()
+            .filter(|r| r.resource.as_deref() == Some("replicasets"))
+            .filter_map(|r| r.accept.as_deref())
+            .any(|a| a.contains("as=PartialObjectMetadata;")),
+        "the watcher asked for metadata only"
+    );
+
+    // A full object of another group and version, served by the same generic paths.
+    let sts: StatefulSet = serde_json::from_value(json!({
+        "metadata": { "name": "ledger", "namespace": "shop" },
+        "spec": { "selector": {}, "serviceName": "ledger", "template": {},
+                  "updateStrategy": { "type": "OnDelete" } },
+    }))
+    .unwrap();
+    sim.apply(&sts).unwrap();
+    let full: Api<StatefulSet> = Api::namespaced(client, "shop");
+    let got = full.get("ledger").await.unwrap();
+    assert_eq!(
+        got.spec.update_strategy.unwrap().type_.as_deref(),
+        Some("OnDelete")
+    );
+    sim.shutdown().await;
+}

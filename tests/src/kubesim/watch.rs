@@ -18,6 +18,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::Shared;
 use super::resource::ResourceType;
+use super::routes::{PARTIAL_API_VERSION, partial_object_metadata};
 use super::selector::Filter;
 use super::status::ApiError;
 use super::store::{Change, set_resource_version};
@@ -36,6 +37,8 @@ pub(crate) struct WatchSpec {
     pub(crate) initial_events_end: bool,
     /// Whether to send periodic BOOKMARK events (`allowWatchBookmarks`).
     pub(crate) bookmarks: bool,
+    /// Whether objects are sent as PartialObjectMetadata (metadata-only `Accept`).
+    pub(crate) metadata_only: bool,
     /// When to end the stream (`timeoutSeconds`).
     pub(crate) timeout: Option<Duration>,
 }
@@ -68,14 +71,10 @@ fn subscribe(shared: &Shared, spec: &WatchSpec, initial_events: bool, from: Opti
             store
                 .objects(&spec.rt)
                 .filter(|(_, object)| spec.filter.matches(object))
-                .map(|(_, object)| event_line("ADDED", object)),
+                .map(|(_, object)| object_line(spec, "ADDED", object)),
         );
         if spec.initial_events_end {
-            lines.push(bookmark_line(
-                &spec.rt,
-                current.max(from.unwrap_or(0)),
-                true,
-            ));
+            lines.push(bookmark_line(spec, current.max(from.unwrap_or(0)), true));
         }
     } else if let Some(from) = from {
         match store.changes_since(from) {
@@ -122,7 +121,7 @@ async fn run(shared: Arc<Shared>, spec: WatchSpec, start: Start, sender: mpsc::S
             () = sender.closed() => return,
             () = until(deadline) => return,
             _ = bookmarks.tick(), if spec.bookmarks => {
-                start.lines.push(bookmark_line(&spec.rt, *last, false));
+                start.lines.push(bookmark_line(&spec, *last, false));
                 continue;
             }
             received = receiver.recv() => received,
@@ -184,14 +183,23 @@ fn convert(spec: &WatchSpec, change: &Change) -> Option<Bytes> {
         .as_ref()
         .filter(|object| spec.filter.matches(object));
     match (now, before) {
-        (Some(object), None) => Some(event_line("ADDED", object)),
-        (Some(object), Some(_)) => Some(event_line("MODIFIED", object)),
+        (Some(object), None) => Some(object_line(spec, "ADDED", object)),
+        (Some(object), Some(_)) => Some(object_line(spec, "MODIFIED", object)),
         (None, Some(previous)) => {
             let mut gone = previous.clone();
             set_resource_version(&mut gone, change.resource_version);
-            Some(event_line("DELETED", &gone))
+            Some(object_line(spec, "DELETED", &gone))
         }
         (None, None) => None,
+    }
+}
+
+/// An event about an object, in the view the watch asked for.
+fn object_line(spec: &WatchSpec, kind: &str, object: &Value) -> Bytes {
+    if spec.metadata_only {
+        event_line(kind, &partial_object_metadata(object))
+    } else {
+        event_line(kind, object)
     }
 }
 
@@ -202,10 +210,18 @@ fn event_line(kind: &str, object: &Value) -> Bytes {
     Bytes::from(line)
 }
 
-fn bookmark_line(rt: &ResourceType, resource_version: u64, initial_events_end: bool) -> Bytes {
+fn bookmark_line(spec: &WatchSpec, resource_version: u64, initial_events_end: bool) -> Bytes {
+    let (kind, api_version) = if spec.metadata_only {
+        (
+            "PartialObjectMetadata".to_string(),
+            PARTIAL_API_VERSION.to_string(),
+        )
+    } else {
+        (spec.rt.kind.clone(), spec.rt.api_version())
+    };
     let mut object = json!({
-        "kind": rt.kind,
-        "apiVersion": rt.api_version(),
+        "kind": kind,
+        "apiVersion": api_version,
         "metadata": { "resourceVersion": resource_version.to_string() },
     });
     if initial_events_end {
