@@ -962,7 +962,17 @@ fn needs_human(f: &Finding) -> bool {
     }
 }
 
+/// The plan, each held target listed once per reason (a workload with several pods on a skewed
+/// node is held once).
 fn plan(ctx: &PlanContext<'_>) -> Plan {
+    let mut p = plan_with_repeats(ctx);
+    let mut seen = BTreeSet::new();
+    p.held
+        .retain(|h| seen.insert((h.target.clone(), h.reason.clone())));
+    p
+}
+
+fn plan_with_repeats(ctx: &PlanContext<'_>) -> Plan {
     let input = ctx.input;
     let s = &input.settings;
     let mut plan = Plan::default();

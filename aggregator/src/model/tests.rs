@@ -490,3 +490,47 @@ fn plan_resolves_owners_through_the_index_and_only_index_changes_count_as_revisi
     assert!(c.update_owners(|i| i.replica_sets.apply("ns", "api-5f6b8c", owned), now()));
     assert!(c.revision() > r1);
 }
+
+#[test]
+fn a_workload_with_several_pods_on_a_skewed_node_is_held_once_and_the_node_is_measured() {
+    use crate::clock::{Offset, Reading};
+    let root = Ca::root("root").unwrap();
+    let other = Ca::root("other").unwrap();
+    let issuer = root.issuer("issuer", window(-60, 365 * 86_400)).unwrap();
+    let mut c = mk_cluster(&root, &issuer);
+    let pods: Vec<PodRecord> = ["a", "b"]
+        .iter()
+        .map(|uid| {
+            let mut p = mk_pod(uid, "n1", &root, &issuer);
+            p.owners = vec!["ReplicaSet/web-5d8f".into()];
+            p.pod_template_hash = "5d8f".into();
+            p.spec_anchors = SpecAnchorsEvidence::Pem(Arc::new(parse_pem_bundle(&other.cert_pem)));
+            p
+        })
+        .collect();
+    let s = c.open_stream();
+    c.replace_node("n1", s, "v", pods, now());
+    let settings = Settings::new("linkerd");
+    let r = c.report(&settings, now());
+    assert!(r.has("INCONCLUSIVE", Some("n1")), "not measured yet");
+    let reading = Reading {
+        received_at: now(),
+        aggregator: Offset {
+            offset_s: Some(-30.0),
+            bound_s: 0.001,
+            error: String::new(),
+        },
+        ..Reading::default()
+    };
+    assert!(c.node_clock("n1", s, reading.clone(), now()));
+    assert!(
+        !c.node_clock("n1", s + 1, reading, now()),
+        "only the owning stream"
+    );
+    let r = c.report(&settings, now());
+    assert!(r.has("CLOCK_SKEW", Some("n1")), "{:?}", r.findings);
+    assert!(!r.has("INCONCLUSIVE", Some("n1")));
+    let held: Vec<String> = r.plan.held.iter().map(|h| h.target.to_string()).collect();
+    assert_eq!(held, vec!["ns/Deployment/web"], "{:?}", r.plan);
+    assert!(r.plan.restarts.is_empty());
+}
