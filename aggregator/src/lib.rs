@@ -11,6 +11,7 @@ pub mod multicluster;
 pub mod owners;
 pub mod probe;
 pub mod query;
+pub mod report;
 pub mod time;
 pub mod timeserver;
 pub mod trust;
@@ -28,6 +29,10 @@ use std::time::Duration;
 #[derive(Parser, Debug, Clone)]
 #[command(name = "anchorwatch-aggregator", version, about)]
 pub struct Args {
+    /// Run a report against a running aggregator instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address of the gRPC server (agent ingest, queries, reflection, health).
     #[arg(
         long,
@@ -133,6 +138,24 @@ pub struct Args {
         default_value = "plain"
     )]
     pub log_format: LogFormat,
+}
+
+/// Subcommands.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Reports of a running aggregator.
+    Report {
+        /// Which report.
+        #[command(subcommand)]
+        what: ReportKind,
+    },
+}
+
+/// Reports.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum ReportKind {
+    /// Every node's clock: offset ± bound, to linkerd-identity's node, drift, forecasts, level.
+    Clock(report::ClockArgs),
 }
 
 /// A duration flag that must be at least 10 ms (a zero interval would spin or panic).

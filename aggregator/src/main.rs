@@ -1,10 +1,18 @@
+use anchorwatch_aggregator::{Command, ReportKind};
 use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
     let args = anchorwatch_aggregator::Args::parse();
-    anchorwatch_aggregator::init_tracing(&args.log_level, args.log_format);
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?
-        .block_on(anchorwatch_aggregator::run(args))
+        .build()?;
+    match args.command.clone() {
+        Some(Command::Report {
+            what: ReportKind::Clock(c),
+        }) => runtime.block_on(anchorwatch_aggregator::report::run(c)),
+        None => {
+            anchorwatch_aggregator::init_tracing(&args.log_level, args.log_format);
+            runtime.block_on(anchorwatch_aggregator::run(args))
+        }
+    }
 }

@@ -917,6 +917,45 @@ async fn clock_skew_is_measured_and_a_node_behind_identity_is_held() {
         );
     }
 
+    // The same report for people, from the real command.
+    let svg_path = c.dir.path().join("clocks.svg");
+    let out = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::process::Command::new(process::bin("anchorwatch-aggregator").unwrap())
+            .args([
+                "report", "clock", "--server", &url, "--format", "table", "--svg",
+            ])
+            .arg(&svg_path)
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |node: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(node))
+            .unwrap_or_else(|| panic!("{node} missing:\n{table}"))
+            .to_string()
+    };
+    assert!(
+        line("node-2").contains("warn") && line("node-2").contains("+300"),
+        "{table}"
+    );
+    assert!(
+        line("node-3").contains("critical") && line("node-3").contains("-2500"),
+        "{table}"
+    );
+    assert!(table.contains("linkerd-identity runs on node-1"), "{table}");
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    assert_eq!(svg.matches("<polyline").count(), 3, "{svg}");
+
     // The analysis: CLOCK_SKEW(node-3) only; its stale pod is held, node-2's is restarted.
     let summary = eventually(
         Duration::from_secs(20),

@@ -1,0 +1,422 @@
+//! `anchorwatch-aggregator report clock`: the node clock-drift report of a running aggregator,
+//! for people (a table, CSV, JSON) and as a picture of offsets over time (SVG). The rendering is
+//! pure; `run` fetches the report over gRPC.
+
+use anchorwatch_proto::v1 as pb;
+use anchorwatch_proto::v1::query_client::QueryClient;
+use chrono::{DateTime, Utc};
+use std::fmt::Write as _;
+
+/// Output formats.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Aligned columns.
+    Table,
+    /// Comma-separated, one row per node, with a header.
+    Csv,
+    /// The report as JSON.
+    Json,
+}
+
+/// `report clock` flags.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ClockArgs {
+    /// The aggregator's gRPC address.
+    #[arg(
+        long,
+        env = "ANCHORWATCH_REPORT_SERVER",
+        default_value = "http://127.0.0.1:8443"
+    )]
+    pub server: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Also draw the offsets over time per node into this SVG file.
+    #[arg(long)]
+    pub svg: Option<std::path::PathBuf>,
+    /// Offsets per node to fetch for the picture (and the JSON).
+    #[arg(long, default_value_t = 360)]
+    pub history: u32,
+}
+
+/// Fetches the report and prints it (and writes the picture).
+pub async fn run(args: ClockArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let mut client = QueryClient::connect(args.server.clone())
+        .await
+        .with_context(|| format!("cannot reach the aggregator at {}", args.server))?;
+    let report = client
+        .clock_report(pb::ClockReportRequest {
+            history: args.history,
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("ClockReport failed: {}", s.message()))?
+        .into_inner();
+    let text = match args.format {
+        Format::Table => table(&report),
+        Format::Csv => csv(&report),
+        Format::Json => serde_json::to_string_pretty(&json(&report))? + "\n",
+    };
+    print!("{text}");
+    if let Some(path) = &args.svg {
+        std::fs::write(path, svg(&report))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn time(t: &Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
+    t.as_ref().and_then(crate::time::from_proto)
+}
+
+fn ms(s: f64) -> String {
+    format!("{:+.3}", s * 1000.0)
+}
+
+fn forecast(at: &Option<prost_types::Timestamp>, beyond: bool) -> String {
+    if beyond {
+        return "now".into();
+    }
+    match time(at) {
+        Some(t) => t.format("%Y-%m-%d %H:%M").to_string(),
+        None => "-".into(),
+    }
+}
+
+fn kernel(k: &Option<pb::KernelClock>) -> &'static str {
+    match k {
+        Some(k) if !k.error.is_empty() => "unknown",
+        Some(k) if k.synchronised => "synced",
+        Some(_) => "unsynced",
+        None => "-",
+    }
+}
+
+/// Cells of one row: node, level, offset ± bound (ms), to identity (ms), drift (ppm), kernel,
+/// warn at, critical at, last sample, problem.
+fn cells(r: &pb::NodeClockRow) -> [String; 10] {
+    [
+        r.node.clone(),
+        r.level.clone(),
+        r.offset_seconds
+            .map(|o| format!("{} ± {:.3}", ms(o), r.bound_seconds * 1000.0))
+            .unwrap_or_else(|| "-".into()),
+        r.offset_to_identity_seconds
+            .map(|o| format!("{} ± {:.3}", ms(o), r.bound_to_identity_seconds * 1000.0))
+            .unwrap_or_else(|| "-".into()),
+        r.drift_ppm
+            .map(|d| format!("{d:+.2} ± {:.2}", r.drift_ppm_uncertainty))
+            .unwrap_or_else(|| "-".into()),
+        kernel(&r.kernel).into(),
+        forecast(&r.warn_at, r.beyond_warn),
+        forecast(&r.critical_at, r.beyond_critical),
+        time(&r.last_sample_at)
+            .map(|t| t.format("%H:%M:%S").to_string())
+            .unwrap_or_else(|| "-".into()),
+        r.problem.clone(),
+    ]
+}
+
+const HEADER: [&str; 10] = [
+    "NODE",
+    "LEVEL",
+    "OFFSET ms",
+    "TO IDENTITY ms",
+    "DRIFT ppm",
+    "KERNEL",
+    "WARN AT",
+    "CRITICAL AT",
+    "LAST SAMPLE",
+    "PROBLEM",
+];
+
+/// The report as aligned columns, with a heading saying what the reference is.
+pub fn table(r: &pb::ClockReportResponse) -> String {
+    let mut out = String::new();
+    let reference = if r.reference == "ntp" {
+        "NTP servers (true time)".to_string()
+    } else {
+        "the aggregator's clock (relative skew only: no NTP server is configured)".to_string()
+    };
+    let _ = writeln!(
+        out,
+        "Node clocks against {reference}; warn above {} ms, critical above {} s (identity's clock-skew allowance){}",
+        r.warn_seconds * 1000.0,
+        r.critical_seconds,
+        if r.identity_node.is_empty() {
+            String::new()
+        } else {
+            format!("; linkerd-identity runs on {}", r.identity_node)
+        }
+    );
+    let rows: Vec<[String; 10]> = r.nodes.iter().map(cells).collect();
+    let mut width = HEADER.map(str::len);
+    for row in &rows {
+        for (w, c) in width.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cols: &[String]| {
+        let mut l = String::new();
+        for (i, c) in cols.iter().enumerate() {
+            if i + 1 == cols.len() {
+                l.push_str(c);
+            } else {
+                let _ = write!(l, "{c:<w$}  ", w = width[i]);
+            }
+        }
+        l.trim_end().to_string() + "\n"
+    };
+    out.push_str(&line(&HEADER.map(String::from)));
+    for row in &rows {
+        out.push_str(&line(row));
+    }
+    out
+}
+
+/// CSV with raw numbers (seconds, ppm, RFC 3339 times).
+pub fn csv(r: &pb::ClockReportResponse) -> String {
+    let mut out = String::from(
+        "node,level,reference,offset_seconds,bound_seconds,offset_to_identity_seconds,bound_to_identity_seconds,drift_ppm,drift_ppm_uncertainty,kernel,warn_at,critical_at,last_sample_at,problem\n",
+    );
+    let num = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+    let ts =
+        |t: &Option<prost_types::Timestamp>| time(t).map(|t| t.to_rfc3339()).unwrap_or_default();
+    let quote = |s: &str| {
+        if s.contains([',', '"', '\n']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
+    };
+    for n in &r.nodes {
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            quote(&n.node),
+            n.level,
+            quote(&n.reference),
+            num(n.offset_seconds),
+            n.bound_seconds,
+            num(n.offset_to_identity_seconds),
+            n.bound_to_identity_seconds,
+            num(n.drift_ppm),
+            n.drift_ppm_uncertainty,
+            kernel(&n.kernel),
+            if n.beyond_warn {
+                "now".into()
+            } else {
+                ts(&n.warn_at)
+            },
+            if n.beyond_critical {
+                "now".into()
+            } else {
+                ts(&n.critical_at)
+            },
+            ts(&n.last_sample_at),
+            quote(&n.problem),
+        );
+    }
+    out
+}
+
+/// The report as JSON.
+pub fn json(r: &pb::ClockReportResponse) -> serde_json::Value {
+    let ts = |t: &Option<prost_types::Timestamp>| time(t).map(|t| t.to_rfc3339());
+    serde_json::json!({
+        "at": ts(&r.at),
+        "reference": r.reference,
+        "warn_seconds": r.warn_seconds,
+        "critical_seconds": r.critical_seconds,
+        "identity_node": r.identity_node,
+        "nodes": r.nodes.iter().map(|n| serde_json::json!({
+            "node": n.node,
+            "level": n.level,
+            "reference": n.reference,
+            "offset_seconds": n.offset_seconds,
+            "bound_seconds": n.bound_seconds,
+            "offset_to_identity_seconds": n.offset_to_identity_seconds,
+            "bound_to_identity_seconds": n.bound_to_identity_seconds,
+            "drift_ppm": n.drift_ppm,
+            "drift_ppm_uncertainty": n.drift_ppm_uncertainty,
+            "kernel": n.kernel.as_ref().map(|k| serde_json::json!({
+                "synchronised": k.synchronised,
+                "max_error_seconds": k.max_error_seconds,
+                "est_error_seconds": k.est_error_seconds,
+                "frequency_ppm": k.frequency_ppm,
+                "error": k.error,
+            })),
+            "warn_at": if n.beyond_warn { Some("now".to_string()) } else { ts(&n.warn_at) },
+            "critical_at": if n.beyond_critical { Some("now".to_string()) } else { ts(&n.critical_at) },
+            "last_sample_at": ts(&n.last_sample_at),
+            "problem": n.problem,
+            "history": n.history.iter().map(|p| serde_json::json!({
+                "at": ts(&p.at),
+                "offset_seconds": p.offset_seconds,
+                "bound_seconds": p.bound_seconds,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+const COLOURS: [&str; 8] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+];
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Offsets over time, one line per node, its error bound as a band, the warn and critical
+/// thresholds as dashed lines.
+pub fn svg(r: &pb::ClockReportResponse) -> String {
+    let (w, h, left, right, top, bottom) = (960.0, 480.0, 80.0, 200.0, 40.0, 50.0);
+    let plot_w = w - left - right;
+    let plot_h = h - top - bottom;
+    let points: Vec<(DateTime<Utc>, f64, f64)> = r
+        .nodes
+        .iter()
+        .flat_map(|n| n.history.iter())
+        .filter_map(|p| Some((time(&p.at)?, p.offset_seconds, p.bound_seconds)))
+        .collect();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(out, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+    let title = if r.reference == "ntp" {
+        "Node clock offset to NTP (ms)"
+    } else {
+        "Node clock offset to the aggregator (ms)"
+    };
+    let _ = writeln!(
+        out,
+        r#"<text x="{left}" y="24" font-size="15">{title}</text>"#
+    );
+    if points.is_empty() {
+        let _ = writeln!(
+            out,
+            r#"<text x="{}" y="{}">no clock measurements yet</text></svg>"#,
+            left + 20.0,
+            top + plot_h / 2.0
+        );
+        return out;
+    }
+    let t0 = points.iter().map(|p| p.0).min().unwrap_or_default();
+    let t1 = points.iter().map(|p| p.0).max().unwrap_or_default();
+    let span = (t1 - t0).as_seconds_f64().max(1.0);
+    let peak = points
+        .iter()
+        .map(|p| p.1.abs() + p.2)
+        .fold(r.warn_seconds, f64::max)
+        .max(1e-3);
+    let y_max = if peak > r.critical_seconds {
+        peak * 1.1
+    } else {
+        peak.max(r.warn_seconds) * 1.2
+    };
+    let x = |t: DateTime<Utc>| left + (t - t0).as_seconds_f64() / span * plot_w;
+    let y = |v: f64| top + plot_h / 2.0 - v / y_max * plot_h / 2.0;
+    // Axes, zero line, ticks.
+    let _ = writeln!(
+        out,
+        r##"<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>"##
+    );
+    for i in -2..=2 {
+        let v = y_max * i as f64 / 2.0;
+        let _ = writeln!(
+            out,
+            r##"<line x1="{left}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke="#eee"/><text x="{}" y="{:.1}" text-anchor="end">{:.3}</text>"##,
+            left + plot_w,
+            left - 6.0,
+            y(v) + 4.0,
+            v * 1000.0,
+            yy = y(v)
+        );
+    }
+    for (level, v, colour) in [
+        ("warn", r.warn_seconds, "#ff7f0e"),
+        ("critical", r.critical_seconds, "#d62728"),
+    ] {
+        if v < y_max {
+            for s in [v, -v] {
+                let _ = writeln!(
+                    out,
+                    r#"<line x1="{left}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke="{colour}" stroke-dasharray="6 4"/><text x="{}" y="{:.1}" fill="{colour}">{level}</text>"#,
+                    left + plot_w,
+                    left + plot_w + 4.0,
+                    y(s) + 4.0,
+                    yy = y(s)
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        r#"<text x="{left}" y="{}">{}</text><text x="{}" y="{}" text-anchor="end">{}</text>"#,
+        h - 20.0,
+        t0.format("%Y-%m-%d %H:%M:%S UTC"),
+        left + plot_w,
+        h - 20.0,
+        t1.format("%H:%M:%S UTC")
+    );
+    // One band and line per node.
+    for (i, n) in r.nodes.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        let pts: Vec<(f64, f64, f64)> = n
+            .history
+            .iter()
+            .filter_map(|p| {
+                let t = time(&p.at)?;
+                Some((x(t), p.offset_seconds, p.bound_seconds))
+            })
+            .collect();
+        if !pts.is_empty() {
+            let upper: Vec<String> = pts
+                .iter()
+                .map(|(px, o, b)| format!("{px:.1},{:.1}", y(o + b)))
+                .collect();
+            let lower: Vec<String> = pts
+                .iter()
+                .rev()
+                .map(|(px, o, b)| format!("{px:.1},{:.1}", y(o - b)))
+                .collect();
+            let _ = writeln!(
+                out,
+                r#"<polygon points="{} {}" fill="{colour}" fill-opacity="0.15" stroke="none"/>"#,
+                upper.join(" "),
+                lower.join(" ")
+            );
+            let line: Vec<String> = pts
+                .iter()
+                .map(|(px, o, _)| format!("{px:.1},{:.1}", y(*o)))
+                .collect();
+            let _ = writeln!(
+                out,
+                r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="1.5"/>"#,
+                line.join(" ")
+            );
+        }
+        let ly = top + 14.0 + 18.0 * i as f64;
+        let _ = writeln!(
+            out,
+            r#"<rect x="{}" y="{}" width="12" height="12" fill="{colour}"/><text x="{}" y="{}">{} ({})</text>"#,
+            w - right + 40.0,
+            ly - 10.0,
+            w - right + 58.0,
+            ly,
+            escape(&n.node),
+            escape(&n.level)
+        );
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests;
