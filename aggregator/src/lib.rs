@@ -6,6 +6,7 @@ pub mod clock;
 pub mod control_plane;
 pub mod ingest;
 pub mod link;
+pub mod metrics;
 pub mod model;
 pub mod multicluster;
 pub mod owners;
@@ -93,6 +94,14 @@ pub struct Args {
     /// Warn this long before the issuer or a trust anchor expires (as `linkerd check`).
     #[arg(long, env = "ANCHORWATCH_AGGREGATOR_EXPIRY_WARNING", default_value = "60days", value_parser = humantime::parse_duration)]
     pub expiry_warning: Duration,
+
+    /// Address of the Prometheus metrics endpoint (`/metrics`).
+    #[arg(
+        long,
+        env = "ANCHORWATCH_AGGREGATOR_METRICS_LISTEN",
+        default_value = "0.0.0.0:9090"
+    )]
+    pub metrics_listen: SocketAddr,
 
     /// UDP address of the clock port, where agents measure their node's clock offset (NTP
     /// on-wire exchange).
@@ -223,10 +232,41 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} (UDP)", args.clock_listen))?;
     tracing::info!(listen = %clock_socket.local_addr()?, "clock port serving");
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(timeserver::serve(
-        clock_socket,
-        Arc::new(timeserver::Counters::default()),
-    ));
+    let clock_counters = Arc::new(timeserver::Counters::default());
+    tasks.spawn(timeserver::serve(clock_socket, clock_counters.clone()));
+    let metrics_listener = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.metrics_listen))?;
+    tracing::info!(listen = %metrics_listener.local_addr()?, "metrics serving");
+    {
+        let cluster = cluster.clone();
+        let settings = analysis::cluster::Settings::new(&args.linkerd_namespace);
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let cluster = cluster.clone();
+                let counters = clock_counters.clone();
+                let settings = settings.clone();
+                async move {
+                    let cluster = ingest::lock(&cluster);
+                    let (rows, _) = cluster.clock_rows(&settings, 0, chrono::Utc::now());
+                    let port = metrics::ClockPort {
+                        answered: counters.answered.load(std::sync::atomic::Ordering::Relaxed),
+                        dropped: counters.dropped.load(std::sync::atomic::Ordering::Relaxed),
+                    };
+                    (
+                        [("content-type", "text/plain; version=0.0.4")],
+                        metrics::render_clock(&rows, port),
+                    )
+                }
+            }),
+        );
+        tasks.spawn(async move {
+            if let Err(e) = axum::serve(metrics_listener, app).await {
+                tracing::warn!(error = %e, "metrics server failed");
+            }
+        });
+    }
     tasks.spawn(watch::follow_bundle(
         client.clone(),
         sources.clone(),

@@ -134,6 +134,10 @@ pub fn aggregator(
     if !extra.contains(&"--clock-listen") {
         args.extend(["--clock-listen".to_string(), listen.to_string()]);
     }
+    if !extra.contains(&"--metrics-listen") {
+        let ip = listen.rsplit_once(':').map_or("127.0.0.1", |(ip, _)| ip);
+        args.extend(["--metrics-listen".to_string(), format!("{ip}:0")]);
+    }
     args.extend(extra.iter().map(|s| s.to_string()));
     Proc::spawn(
         "aggregator",

@@ -24,6 +24,30 @@ fn grpcurl_path() -> PathBuf {
     "grpcurl".into()
 }
 
+/// A plain HTTP/1.0 GET with a 10 s bound; the body.
+async fn http_get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+            .await?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).await?;
+        anyhow::Ok(text)
+    };
+    let text = tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .expect("metrics answer in time")
+        .expect("metrics reachable");
+    assert!(
+        text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"),
+        "{text}"
+    );
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
 /// Runs the real grpcurl (plaintext) with a 20 s bound; stdout on success.
 async fn grpcurl(addr: &str, args: &[&str]) -> anyhow::Result<String> {
     let mut cmd = tokio::process::Command::new(grpcurl_path());
@@ -845,7 +869,16 @@ async fn clock_skew_is_measured_and_a_node_behind_identity_is_held() {
     let c = cluster(23, pods).await;
     let addr = format!("127.0.0.1:{}", process::free_port().unwrap());
     let url = format!("http://{addr}");
-    let mut procs = vec![process::aggregator(&c.kubeconfig, &addr, c.dir.path(), &[]).unwrap()];
+    let metrics = format!("127.0.0.1:{}", process::free_port().unwrap());
+    let mut procs = vec![
+        process::aggregator(
+            &c.kubeconfig,
+            &addr,
+            c.dir.path(),
+            &["--metrics-listen", &metrics],
+        )
+        .unwrap(),
+    ];
     for (node, shift) in [
         ("node-1", None),
         ("node-2", Some("+3s")),
@@ -944,17 +977,33 @@ async fn clock_skew_is_measured_and_a_node_behind_identity_is_held() {
             .unwrap_or_else(|| panic!("{node} missing:\n{table}"))
             .to_string()
     };
-    assert!(
-        line("node-2").contains("warn") && line("node-2").contains("+300"),
-        "{table}"
-    );
-    assert!(
-        line("node-3").contains("critical") && line("node-3").contains("-2500"),
-        "{table}"
-    );
+    // The offset column, in ms: within a few ms of the shift.
+    let offset_ms = |node: &str| -> f64 {
+        line(node)
+            .split_whitespace()
+            .nth(2)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(line("node-2").contains("warn"), "{table}");
+    assert!((offset_ms("node-2") - 3000.0).abs() < 5.0, "{table}");
+    assert!(line("node-3").contains("critical"), "{table}");
+    assert!((offset_ms("node-3") + 25000.0).abs() < 5.0, "{table}");
     assert!(table.contains("linkerd-identity runs on node-1"), "{table}");
     let svg = std::fs::read_to_string(&svg_path).unwrap();
     assert_eq!(svg.matches("<polyline").count(), 3, "{svg}");
+
+    // The gauges, scraped as Prometheus would.
+    let scraped = http_get(&metrics, "/metrics").await;
+    assert!(
+        scraped.contains(
+            "anchorwatch_node_timex_offset_seconds{node=\"node-3\",reference=\"aggregator\"} -2"
+        ),
+        "{scraped}"
+    );
+    assert!(scraped.contains("anchorwatch_node_clock_level{node=\"node-2\",level=\"warn\"} 1"));
+    assert!(scraped.contains("anchorwatch_node_timex_sync_status{node=\"node-1\"}"));
 
     // The analysis: CLOCK_SKEW(node-3) only; its stale pod is held, node-2's is restarted.
     let summary = eventually(
