@@ -6,18 +6,21 @@
 //!   trust watch ───────────set_bundle / set_issuer──────────────────────┤
 //!   clock ─────────────────────────tick──────────────────────────────────┤
 //!                                                                        ▼
-//!   Cluster { nodes: name → NodeRecord, pods: uid → PodEntry{record, analysis}, trust, verifier }
+//!   Cluster { nodes: name → NodeRecord, pods: uid → PodEntry{record, basis, analysis},
+//!             trust, verifier, judge }
 //!                                                                        │
 //!   query service ◄──────────────── summary / pods / pod ◄───────────────┘
 //! ```
 //! Pure and synchronous; the gRPC and kube tasks hold it behind a mutex and call it with `now`.
 //! A pod's analysis is recomputed when its evidence changes, for every pod when the trust
-//! configuration changes, and on `tick` (time passes: expiry, stale nodes).
+//! configuration changes, and on `tick` (time passes: expiry, stale nodes). Its `basis` (what the
+//! evidence fixes) is computed with each report; re-judging takes the rest from the `judge`'s
+//! memo, shared by the pods judged alike (`analysis::Judge`).
 
 use crate::analysis::cluster::{
     ClusterInput, IdentityInput, NodeClock, PodInput, Report, Settings, Workload, analyse,
 };
-use crate::analysis::{PodAnalysis, VerdictKind, pod_verdicts};
+use crate::analysis::{Judge, PodAnalysis, PodBasis, VerdictKind};
 use crate::trust::{BundleState, IssuerState, Trust};
 use crate::verify::{ParsedCert, PemBundle, Verifier};
 use chrono::{DateTime, Utc};
@@ -140,6 +143,8 @@ pub struct PodEntry {
     pub record: PodRecord,
     /// Verdicts.
     pub analysis: PodAnalysis,
+    /// What the evidence fixes of the verdicts; written with `record`.
+    basis: PodBasis,
 }
 
 /// Counts for the summary.
@@ -161,6 +166,8 @@ pub struct Cluster {
     pub trust: Trust,
     /// Signature facts cache, shared by every analysis.
     verifier: Verifier,
+    /// Memo of what pods judged alike share; used with `verifier` only.
+    judge: Judge,
     /// Nodes by name; written by the ingest streams.
     nodes: BTreeMap<String, NodeRecord>,
     /// Pods by uid.
@@ -182,6 +189,7 @@ impl Cluster {
         Cluster {
             trust,
             verifier: Verifier::new(),
+            judge: Judge::new(),
             nodes: BTreeMap::new(),
             pods: HashMap::new(),
             by_name: BTreeMap::new(),
@@ -369,14 +377,23 @@ impl Cluster {
                 .insert((record.namespace.clone(), record.name.clone()), uid.clone());
         }
         let stale = self.stale_reason(&record.node);
-        let analysis = pod_verdicts(
+        let basis = self.judge.basis(&record, &mut self.verifier);
+        let analysis = self.judge.judge(
             &record,
+            &basis,
             &self.trust,
             &mut self.verifier,
-            stale.as_deref(),
+            stale.as_ref(),
             record.reported_at,
         );
-        self.pods.insert(uid, PodEntry { record, analysis });
+        self.pods.insert(
+            uid,
+            PodEntry {
+                record,
+                analysis,
+                basis,
+            },
+        );
     }
 
     fn remove_pod(&mut self, uid: &str) {
@@ -391,13 +408,14 @@ impl Cluster {
         }
     }
 
-    fn stale_reason(&self, node: &str) -> Option<String> {
+    fn stale_reason(&self, node: &str) -> Option<Arc<str>> {
         let n = self.nodes.get(node)?;
         n.stale.then(|| {
             format!(
                 "the agent on node {node} has not reported since {}",
                 n.last_report_at.to_rfc3339()
             )
+            .into()
         })
     }
 
@@ -410,11 +428,12 @@ impl Cluster {
         let stale = self.stale_reason(node);
         for uid in uids {
             if let Some(e) = self.pods.get_mut(&uid) {
-                e.analysis = pod_verdicts(
+                e.analysis = self.judge.judge(
                     &e.record,
+                    &e.basis,
                     &self.trust,
                     &mut self.verifier,
-                    stale.as_deref(),
+                    stale.as_ref(),
                     now,
                 );
             }
@@ -422,18 +441,23 @@ impl Cluster {
     }
 
     fn reanalyse_all(&mut self, now: DateTime<Utc>) {
-        let stale: HashMap<String, String> = self
+        let stale: HashMap<String, Arc<str>> = self
             .nodes
             .keys()
             .filter_map(|n| self.stale_reason(n).map(|r| (n.clone(), r)))
             .collect();
         let mut changed = false;
         for e in self.pods.values_mut() {
-            let analysis = pod_verdicts(
+            let node_stale = match stale.is_empty() {
+                true => None,
+                false => stale.get(&e.record.node),
+            };
+            let analysis = self.judge.judge(
                 &e.record,
+                &e.basis,
                 &self.trust,
                 &mut self.verifier,
-                stale.get(&e.record.node).map(String::as_str),
+                node_stale,
                 now,
             );
             if analysis != e.analysis {

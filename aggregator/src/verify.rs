@@ -40,8 +40,10 @@ mod der;
 mod name;
 mod path;
 mod pem;
+mod shape;
 
 pub use pem::{PemBundle, PemError, UnreadableBlock, parse_pem_bundle, to_pem};
+pub use shape::ChainShape;
 
 use cert::{AnchorView, WebCert};
 use path::{PathBuilder, SignatureFacts};

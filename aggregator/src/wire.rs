@@ -227,8 +227,8 @@ pub fn verdict_from_wire(v: pb::Verdict) -> Option<VerdictKind> {
 fn verdict(v: &Verdict) -> pb::VerdictDetail {
     pb::VerdictDetail {
         verdict: verdict_kind(v.kind) as i32,
-        reason: v.reason.clone(),
-        detail: v.detail.clone(),
+        reason: v.reason.to_string(),
+        detail: v.detail.to_string(),
     }
 }
 

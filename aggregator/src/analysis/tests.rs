@@ -4,11 +4,11 @@ use crate::trust::{BundleState, IssuerState, Trust, TrustSources};
 use crate::verify::{parse_der, parse_pem_bundle};
 use anchorwatch_tests::pki::{Ca, window};
 
-fn now() -> DateTime<Utc> {
+pub(super) fn now() -> DateTime<Utc> {
     Utc::now()
 }
 
-fn sources() -> TrustSources {
+pub(super) fn sources() -> TrustSources {
     TrustSources {
         namespace: "linkerd".into(),
         config_map: "linkerd-identity-trust-roots".into(),
@@ -18,7 +18,7 @@ fn sources() -> TrustSources {
 }
 
 /// Trust with these roots in the bundle and this issuer in the Secret.
-fn mk_trust(roots: &[&Ca], issuer: &Ca) -> Trust {
+pub(super) fn mk_trust(roots: &[&Ca], issuer: &Ca) -> Trust {
     let mut t = Trust::new(sources());
     let pem: String = roots.iter().map(|r| r.cert_pem.clone()).collect();
     t.set_bundle(
@@ -32,7 +32,7 @@ fn mk_trust(roots: &[&Ca], issuer: &Ca) -> Trust {
     t
 }
 
-fn mk_pod(spec_roots: &[&Ca], chain: Vec<Vec<u8>>) -> PodRecord {
+pub(super) fn mk_pod(spec_roots: &[&Ca], chain: Vec<Vec<u8>>) -> PodRecord {
     let pem: String = spec_roots.iter().map(|r| r.cert_pem.clone()).collect();
     PodRecord {
         namespace: "ns".into(),
@@ -60,17 +60,17 @@ fn mk_pod(spec_roots: &[&Ca], chain: Vec<Vec<u8>>) -> PodRecord {
     }
 }
 
-const NAME: &str = "sa.ns.serviceaccount.identity.linkerd.cluster.local";
+pub(super) const NAME: &str = "sa.ns.serviceaccount.identity.linkerd.cluster.local";
 
-struct Mesh {
-    old_root: Ca,
-    new_root: Ca,
-    old_issuer: Ca,
-    new_issuer: Ca,
+pub(super) struct Mesh {
+    pub(super) old_root: Ca,
+    pub(super) new_root: Ca,
+    pub(super) old_issuer: Ca,
+    pub(super) new_issuer: Ca,
 }
 
 /// Two roots with the same subject and different keys, with an issuer under each.
-fn mk_mesh() -> Mesh {
+pub(super) fn mk_mesh() -> Mesh {
     let old_root = Ca::linkerd_test_root("ca1").unwrap();
     let new_root = Ca::linkerd_test_root("ca2").unwrap();
     let year = window(-86_400, 365 * 86_400);
@@ -94,7 +94,7 @@ fn chain_under(issuer: &Ca, validity: (i64, i64)) -> Vec<Vec<u8>> {
 fn kinds(a: &PodAnalysis) -> Vec<(VerdictKind, String)> {
     a.verdicts
         .iter()
-        .map(|v| (v.kind, v.reason.clone()))
+        .map(|v| (v.kind, v.reason.to_string()))
         .collect()
 }
 
@@ -150,7 +150,7 @@ fn real_linkerd_fixture_leaf_is_bad_signature_against_the_other_root() {
     let a = pod_verdicts(&pod, &trust, &mut Verifier::new(), None, at_2025);
     assert!(a.has(VerdictKind::StaleLeaf));
     assert_eq!(
-        a.verdicts
+        &*a.verdicts
             .iter()
             .find(|v| v.kind == VerdictKind::StaleLeaf)
             .unwrap()

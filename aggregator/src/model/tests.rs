@@ -213,3 +213,32 @@ fn revision_moves_with_every_change_a_query_shows_and_not_with_heartbeats() {
         "a bundle read counts even when the anchors are the same"
     );
 }
+
+#[test]
+fn bundle_change_and_passing_time_change_the_verdicts_of_pods_judged_alike() {
+    let root = Ca::root("root").unwrap();
+    let issuer = root.issuer("issuer", window(-60, 86_400)).unwrap();
+    let other = Ca::root("root").unwrap();
+    let mut c = mk_cluster(&root, &issuer);
+    let s = c.open_stream();
+    let pods: Vec<PodRecord> = (0..5)
+        .map(|i| mk_pod(&format!("p{i}"), "n1", &root, &issuer))
+        .collect();
+    c.replace_node("n1", s, "v", pods, now());
+    assert_eq!(verdict(&c, "p3"), vec![VerdictKind::Ok]);
+    let sources = c.trust.sources.clone();
+    let set = |c: &mut Cluster, ca: &Ca, version: &str| {
+        let data = BTreeMap::from([("ca-bundle.crt".to_string(), ca.cert_pem.clone())]);
+        c.set_bundle(read_bundle(Some(&data), &sources), version.into(), now());
+    };
+    // A root of the same name and another key replaces the one the leaves chain to.
+    set(&mut c, &other, "2");
+    assert_eq!(verdict(&c, "p3"), vec![VerdictKind::StaleLeaf]);
+    set(&mut c, &root, "3");
+    assert_eq!(verdict(&c, "p3"), vec![VerdictKind::Ok]);
+    // mk_pod's leaves are valid for an hour.
+    let r = c.revision();
+    c.tick(now() + chrono::Duration::hours(2));
+    assert_eq!(verdict(&c, "p3"), vec![VerdictKind::LeafExpired]);
+    assert!(c.revision() > r, "the expiry is a change a query shows");
+}

@@ -205,7 +205,7 @@ fn verify_signature(
 }
 
 #[derive(Clone, Copy, PartialEq)]
-enum Role {
+pub(super) enum Role {
     Issuer,
     EndEntity,
 }
@@ -246,16 +246,12 @@ impl<'a> PathBuilder<'a> {
         let Some(&(head, head_view)) = path.last() else {
             return Err(ControlFlow::Break(ChainError::EmptyChain));
         };
-        if head_view.distrusted {
-            return Err(flow(ChainError::CertDistrusted));
-        }
         let role = if path.len() == 1 && !self.starts_at_ca {
             Role::EndEntity
         } else {
             Role::Issuer
         };
-        check_issuer_independent_properties(head_view, self.time, role, sub_ca_count)
-            .map_err(flow)?;
+        check_head(head_view, self.time, role, sub_ca_count).map_err(flow)?;
         let head_issuer = &head.der[head_view.issuer.clone()];
 
         // `loop_while_non_fatal_error` over the anchors, then over the intermediates, the
@@ -362,6 +358,20 @@ impl<'a> PathBuilder<'a> {
         }
         result
     }
+}
+
+/// What `build_chain_inner` checks of the head of the path before looking for its issuer: the
+/// distrust list, then [`check_issuer_independent_properties`].
+pub(super) fn check_head(
+    cert: &WebCert,
+    time: Option<u64>,
+    role: Role,
+    sub_ca_count: usize,
+) -> Result<(), ChainError> {
+    if cert.distrusted {
+        return Err(ChainError::CertDistrusted);
+    }
+    check_issuer_independent_properties(cert, time, role, sub_ca_count)
 }
 
 /// `check_issuer_independent_properties`: validity, basicConstraints, then EKU serverAuth.
