@@ -170,8 +170,9 @@ pub struct Cluster {
     judge: Judge,
     /// Nodes by name; written by the ingest streams.
     nodes: BTreeMap<String, NodeRecord>,
-    /// Pods by uid.
-    pods: HashMap<String, PodEntry>,
+    /// Pods by uid. Boxed: the table then holds pointers, so its free slots cost 8 bytes
+    /// rather than a whole entry, and growing it copies no pod.
+    pods: HashMap<String, Box<PodEntry>>,
     /// (namespace, name) → uid.
     by_name: BTreeMap<(String, String), String>,
     /// A node with no message for longer is stale.
@@ -388,11 +389,11 @@ impl Cluster {
         );
         self.pods.insert(
             uid,
-            PodEntry {
+            Box::new(PodEntry {
                 record,
                 analysis,
                 basis,
-            },
+            }),
         );
     }
 
@@ -494,7 +495,9 @@ impl Cluster {
 
     /// Every pod, ordered by namespace and name.
     pub fn pods(&self) -> impl Iterator<Item = &PodEntry> {
-        self.by_name.values().filter_map(|uid| self.pods.get(uid))
+        self.by_name
+            .values()
+            .filter_map(|uid| self.pods.get(uid).map(|e| &**e))
     }
 
     /// One pod by namespace and name.
@@ -502,7 +505,7 @@ impl Cluster {
         let uid = self
             .by_name
             .get(&(namespace.to_string(), name.to_string()))?;
-        self.pods.get(uid)
+        self.pods.get(uid).map(|e| &**e)
     }
 
     /// Every node, ordered by name.
