@@ -206,7 +206,8 @@ fn own_verdicts(pod: &PodRecord) -> OwnVerdicts {
                             e.to_string(),
                             format!(
                                 "leaf {} is certified for {:?}, not {name}",
-                                leaf.subject, leaf.dns_sans
+                                leaf.subject,
+                                leaf.dns_sans()
                             ),
                         ));
                     }

@@ -66,7 +66,7 @@ impl ChainShape {
     /// bears the leaf's issuer name (either reading of it) or its subject name (it may be the
     /// leaf itself). Decided from `leaf`'s names alone, so any leaf of the shape answers alike.
     pub fn involves(leaf: &ParsedCert, candidate: &ParsedCert) -> bool {
-        let as_anchor = match (&leaf.web, &candidate.anchor) {
+        let as_anchor = match (&leaf.web, candidate.anchor_view()) {
             (Ok(view), Ok(anchor)) => {
                 candidate.der[anchor.subject.clone()] == leaf.der[view.issuer.clone()]
             }

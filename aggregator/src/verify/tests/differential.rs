@@ -788,7 +788,7 @@ fn ours(result: Result<Verified, ChainError>, anchors: &[Arc<ParsedCert>]) -> Ou
     match result {
         Ok(v) => {
             let anchor = anchors.iter().find(|a| a.fingerprint == v.anchor).unwrap();
-            let view = anchor.anchor.as_ref().unwrap();
+            let view = anchor.anchor_view().unwrap();
             Outcome::Verified {
                 anchor_subject: anchor.der[view.subject.clone()].to_vec(),
                 anchor_spki: anchor.der[view.spki.clone()].to_vec(),
