@@ -199,7 +199,7 @@ fn own_verdicts(pod: &PodRecord) -> OwnVerdicts {
                 )),
                 Some(leaf) if !chain.leaf_unreadable => {
                     if let Some(name) = &pod.identity_name
-                        && let Err(e) = chain.name_check.get_or_init(|| check_name(leaf, name))
+                        && let Err(e) = check_name(leaf, name)
                     {
                         out.verdicts.push(Verdict::new(
                             VerdictKind::NameMismatch,

@@ -95,10 +95,6 @@ pub struct ChainEvidence {
     pub unreadable: Vec<String>,
     /// The first presented certificate did not parse: the chain cannot be judged.
     pub leaf_unreadable: bool,
-    /// Memo of the leaf's check against the identity name of the record that holds this chain
-    /// (a new report builds a new chain). It changes with neither the bundle nor time, so
-    /// re-judging a pod does not repeat it.
-    pub name_check: std::sync::OnceLock<Result<(), crate::verify::ChainError>>,
 }
 
 /// What the last probe found.
