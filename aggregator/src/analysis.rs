@@ -148,7 +148,7 @@ pub fn pod_verdicts(
     let leaf = certs.and_then(|c| c.first());
     assemble(
         pod,
-        &own.verdicts,
+        &own,
         chain
             .as_ref()
             .zip(leaf.map(|l| (l.not_before, l.not_after))),
@@ -161,18 +161,13 @@ pub fn pod_verdicts(
 /// The verdicts a pod's own evidence fixes, in the order they are reported: unreadable spec
 /// anchors, then the probe's outcome (unreadable or missing certificates, a failed probe, the
 /// leaf's name). They change only with a new report.
-#[derive(Clone, Debug, Default)]
-struct OwnVerdicts {
-    verdicts: Vec<Verdict>,
-}
-
-fn own_verdicts(pod: &PodRecord) -> OwnVerdicts {
-    let mut out = OwnVerdicts::default();
+fn own_verdicts(pod: &PodRecord) -> Vec<Verdict> {
+    let mut out = Vec::new();
     if let SpecAnchorsEvidence::Pem(bundle) = &pod.spec_anchors
         && !bundle.unreadable.is_empty()
     {
         let blocks: Vec<String> = bundle.unreadable.iter().map(|u| u.to_string()).collect();
-        out.verdicts.push(Verdict::new(
+        out.push(Verdict::new(
             VerdictKind::CertUnreadable,
             "unreadable spec trust anchors",
             format!(
@@ -185,14 +180,14 @@ fn own_verdicts(pod: &PodRecord) -> OwnVerdicts {
     match &pod.probe {
         ProbeEvidence::Chain(chain) => {
             if !chain.unreadable.is_empty() {
-                out.verdicts.push(Verdict::new(
+                out.push(Verdict::new(
                     VerdictKind::CertUnreadable,
                     "unreadable presented certificate",
                     chain.unreadable.join("; "),
                 ));
             }
             match chain.certs.first() {
-                None if chain.unreadable.is_empty() => out.verdicts.push(Verdict::new(
+                None if chain.unreadable.is_empty() => out.push(Verdict::new(
                     VerdictKind::Unprobed,
                     "no certificate",
                     "the proxy presented an empty chain",
@@ -201,7 +196,7 @@ fn own_verdicts(pod: &PodRecord) -> OwnVerdicts {
                     if let Some(name) = &pod.identity_name
                         && let Err(e) = check_name(leaf, name)
                     {
-                        out.verdicts.push(Verdict::new(
+                        out.push(Verdict::new(
                             VerdictKind::NameMismatch,
                             e.to_string(),
                             format!(
@@ -215,17 +210,17 @@ fn own_verdicts(pod: &PodRecord) -> OwnVerdicts {
                 _ => {}
             }
         }
-        ProbeEvidence::Failed { kind, detail } => out.verdicts.push(Verdict::new(
+        ProbeEvidence::Failed { kind, detail } => out.push(Verdict::new(
             VerdictKind::Unprobed,
             kind.as_str(),
             format!("probe of the proxy failed: {detail}"),
         )),
-        ProbeEvidence::Skipped(why) => out.verdicts.push(Verdict::new(
+        ProbeEvidence::Skipped(why) => out.push(Verdict::new(
             VerdictKind::Unprobed,
             "not probed",
             why.as_str(),
         )),
-        ProbeEvidence::None => out.verdicts.push(Verdict::new(
+        ProbeEvidence::None => out.push(Verdict::new(
             VerdictKind::Unprobed,
             "not probed yet",
             "the agent has not finished a probe of this proxy",

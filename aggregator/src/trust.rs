@@ -171,7 +171,9 @@ impl Trust {
     }
 
     /// Changes with every `set_bundle` and `set_issuer` (and differs between `Trust` values
-    /// built apart): what is memoised under one generation holds while it stays the same.
+    /// built apart): what is memoised under one generation holds while it stays the same. The
+    /// public fields are written through those two methods only; a direct write would leave
+    /// such memos stale.
     pub fn generation(&self) -> u64 {
         self.generation
     }

@@ -19,7 +19,7 @@
 //! judged per pod, as [`pod_verdicts`](super::pod_verdicts) does.
 
 use super::{
-    ChainPart, OwnVerdicts, PodAnalysis, Verdict, assemble, chain_part, judged_chain, own_verdicts,
+    ChainPart, PodAnalysis, Verdict, assemble, chain_part, judged_chain, own_verdicts,
     stale_trust_bundle,
 };
 use crate::model::{PodRecord, SpecAnchorsEvidence};
@@ -147,7 +147,6 @@ impl Judge {
     /// The part of `pod`'s judgement its evidence fixes: keep it with the record. Computes the
     /// leaf's signature facts against the presented CAs that name its issuer.
     pub fn basis(&mut self, pod: &PodRecord, verifier: &mut Verifier) -> PodBasis {
-        let OwnVerdicts { verdicts } = own_verdicts(pod);
         let leaf = judged_chain(pod).map(|certs| LeafBasis {
             class: verifier
                 .chain_shape(certs)
@@ -166,7 +165,7 @@ impl Judge {
             SpecAnchorsEvidence::Missing(_) => AnchorsKey::Missing,
         };
         PodBasis {
-            own: verdicts.into(),
+            own: own_verdicts(pod).into(),
             leaf,
             anchors: self.anchors.intern(key, &mut self.last_id),
         }
