@@ -14,15 +14,25 @@
 //! and for time (a certificate of the chain other than an anchor outside its validity window at
 //! `now`: LEAF_EXPIRED / LEAF_NOT_YET_VALID, the reason being what rustls reports: Expired,
 //! NotValidYet).
+//!
+//! A judgement is put together from three parts: what the pod's own evidence fixes (spec and
+//! probe verdicts, the leaf's name), what the trust configuration decides with dates ignored
+//! (the chain against the bundle, the pod's anchors against the issuer's), and the dates at
+//! `now`. [`pod_verdicts`] computes all three; the live model keeps the first with each pod and
+//! shares the second between pods judged alike ([`Judge`]), so that a bundle change costs a
+//! lookup per pod.
 
 pub mod cluster;
+mod memo;
 pub mod trust_config;
 
-use crate::model::{ChainEvidence, PodRecord, ProbeEvidence, SpecAnchorsEvidence};
+pub use memo::{Judge, PodBasis};
+
+use crate::model::{PodRecord, ProbeEvidence, SpecAnchorsEvidence};
 use crate::trust::Trust;
 use crate::verify::{ChainError, Fingerprint, ParsedCert, Verifier, check_name};
 use chrono::{DateTime, Utc};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 /// What the aggregator concluded about a pod.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -76,19 +86,20 @@ impl VerdictKind {
     }
 }
 
-/// One verdict and the evidence behind it.
+/// One verdict and the evidence behind it. Texts are shared: pods judged alike carry the same
+/// evidence, held once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verdict {
     /// What.
     pub kind: VerdictKind,
     /// The error a proxy holding the current bundle would log (rustls' name), or a short reason.
-    pub reason: String,
+    pub reason: Arc<str>,
     /// Evidence in words: certificates, anchors, fingerprints.
-    pub detail: String,
+    pub detail: Arc<str>,
 }
 
 impl Verdict {
-    fn new(kind: VerdictKind, reason: impl Into<String>, detail: impl Into<String>) -> Self {
+    fn new(kind: VerdictKind, reason: impl Into<Arc<str>>, detail: impl Into<Arc<str>>) -> Self {
         Verdict {
             kind,
             reason: reason.into(),
@@ -96,6 +107,12 @@ impl Verdict {
         }
     }
 }
+
+/// Texts that most pods carry, allocated once for all of them.
+static NO_TEXT: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(""));
+static CHAIN_BUILDS: LazyLock<Arc<str>> =
+    LazyLock::new(|| Arc::from("the presented chain builds to a bundle anchor"));
+static NODE_STALE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("node stale"));
 
 /// The analysis of one pod.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -106,7 +123,7 @@ pub struct PodAnalysis {
     pub chain_anchor: Option<Fingerprint>,
     /// For each presented certificate, the fingerprint of the certificate whose key signed it
     /// (an anchor or a later certificate of the chain), when found.
-    pub signed_by: Vec<Option<Fingerprint>>,
+    pub signed_by: Arc<[Option<Fingerprint>]>,
 }
 
 impl PodAnalysis {
@@ -117,6 +134,10 @@ impl PodAnalysis {
 }
 
 /// Judges one pod. `node_stale` = the pod's agent stopped reporting: nothing is judged healthy.
+///
+/// A judgement has three parts, which [`Judge`] memoises apart: what the pod's own evidence
+/// fixes, what the trust configuration decides with dates ignored (the chain against the bundle;
+/// the pod's anchors against the issuer's), and time.
 pub fn pod_verdicts(
     pod: &PodRecord,
     trust: &Trust,
@@ -124,13 +145,33 @@ pub fn pod_verdicts(
     node_stale: Option<&str>,
     now: DateTime<Utc>,
 ) -> PodAnalysis {
-    let mut out = PodAnalysis::default();
+    let own = own_verdicts(pod);
+    let certs = judged_chain(pod);
+    let chain = certs.map(|certs| chain_part(pod, certs, trust, verifier));
+    let stale_bundle = stale_trust_bundle(pod, trust, verifier);
+    let leaf = certs.and_then(|c| c.first());
+    assemble(
+        pod,
+        &own,
+        chain
+            .as_ref()
+            .zip(leaf.map(|l| (l.not_before, l.not_after))),
+        stale_bundle.as_ref(),
+        node_stale.map(Arc::from).as_ref(),
+        now,
+    )
+}
 
+/// The verdicts a pod's own evidence fixes, in the order they are reported: unreadable spec
+/// anchors, then the probe's outcome (unreadable or missing certificates, a failed probe, the
+/// leaf's name). They change only with a new report.
+fn own_verdicts(pod: &PodRecord) -> Vec<Verdict> {
+    let mut out = Vec::new();
     if let SpecAnchorsEvidence::Pem(bundle) = &pod.spec_anchors
         && !bundle.unreadable.is_empty()
     {
         let blocks: Vec<String> = bundle.unreadable.iter().map(|u| u.to_string()).collect();
-        out.verdicts.push(Verdict::new(
+        out.push(Verdict::new(
             VerdictKind::CertUnreadable,
             "unreadable spec trust anchors",
             format!(
@@ -141,38 +182,54 @@ pub fn pod_verdicts(
     }
 
     match &pod.probe {
-        ProbeEvidence::Chain(chain) => judge_chain(pod, chain, trust, verifier, now, &mut out),
-        ProbeEvidence::Failed { kind, detail } => out.verdicts.push(Verdict::new(
+        ProbeEvidence::Chain(chain) => {
+            if !chain.unreadable.is_empty() {
+                out.push(Verdict::new(
+                    VerdictKind::CertUnreadable,
+                    "unreadable presented certificate",
+                    chain.unreadable.join("; "),
+                ));
+            }
+            match chain.certs.first() {
+                None if chain.unreadable.is_empty() => out.push(Verdict::new(
+                    VerdictKind::Unprobed,
+                    "no certificate",
+                    "the proxy presented an empty chain",
+                )),
+                Some(leaf) if !chain.leaf_unreadable => {
+                    if let Some(name) = &pod.identity_name
+                        && let Err(e) = check_name(leaf, name)
+                    {
+                        out.push(Verdict::new(
+                            VerdictKind::NameMismatch,
+                            e.to_string(),
+                            format!(
+                                "leaf {} is certified for {:?}, not {name}",
+                                leaf.subject,
+                                leaf.dns_sans()
+                            ),
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        ProbeEvidence::Failed { kind, detail } => out.push(Verdict::new(
             VerdictKind::Unprobed,
-            kind.clone(),
+            kind.as_str(),
             format!("probe of the proxy failed: {detail}"),
         )),
-        ProbeEvidence::Skipped(why) => out.verdicts.push(Verdict::new(
+        ProbeEvidence::Skipped(why) => out.push(Verdict::new(
             VerdictKind::Unprobed,
             "not probed",
-            why.clone(),
+            why.as_str(),
         )),
-        ProbeEvidence::None => out.verdicts.push(Verdict::new(
+        ProbeEvidence::None => out.push(Verdict::new(
             VerdictKind::Unprobed,
             "not probed yet",
             "the agent has not finished a probe of this proxy",
         )),
     }
-
-    stale_trust_bundle(pod, trust, verifier, &mut out);
-
-    if let Some(why) = node_stale
-        && !out.verdicts.iter().any(|v| v.kind.is_fault())
-    {
-        out.verdicts.retain(|v| v.kind != VerdictKind::Unprobed);
-        out.verdicts
-            .push(Verdict::new(VerdictKind::Inconclusive, "node stale", why));
-    }
-    if out.verdicts.is_empty() {
-        out.verdicts
-            .push(Verdict::new(VerdictKind::Ok, "", describe_ok(&out, pod)));
-    }
-    out.verdicts.sort_by_key(|v| v.kind);
     out
 }
 
@@ -188,7 +245,8 @@ pub fn remote_view(mut a: PodAnalysis, cluster: &str) -> PodAnalysis {
             v.detail = format!(
                 "this pod of linked cluster {cluster} presents a chain that builds to no anchor of this cluster's bundle: {}",
                 v.detail
-            );
+            )
+            .into();
             true
         }
         VerdictKind::StaleTrustBundle | VerdictKind::NameMismatch => false,
@@ -201,84 +259,70 @@ pub fn remote_view(mut a: PodAnalysis, cluster: &str) -> PodAnalysis {
     a
 }
 
-fn describe_ok(out: &PodAnalysis, pod: &PodRecord) -> String {
-    match (&out.chain_anchor, &pod.probe) {
-        // The anchor is in the pod's evidence (chain_anchor); formatting it here for every
-        // healthy pod on every re-judgement costs more than it tells.
-        (Some(_), ProbeEvidence::Chain(_)) => {
-            "the presented chain builds to a bundle anchor".into()
-        }
-        _ => String::new(),
+/// The presented chain when it is judged against the bundle: its leaf parsed.
+fn judged_chain(pod: &PodRecord) -> Option<&[Arc<ParsedCert>]> {
+    match &pod.probe {
+        ProbeEvidence::Chain(c) if !c.certs.is_empty() && !c.leaf_unreadable => Some(&c.certs),
+        _ => None,
     }
 }
 
-fn judge_chain(
+/// A presented chain judged against the trust configuration with dates ignored: all of a chain's
+/// judgement that does not change with time. Chains of one [`ChainShape`](crate::verify::ChainShape)
+/// share it (see [`Judge`]).
+#[derive(Clone, Debug)]
+struct ChainPart {
+    /// INCONCLUSIVE when there is no bundle, STALE_LEAF when no path reaches it.
+    verdict: Option<Verdict>,
+    /// A bundle was there to judge against: the certificates' dates are judged too.
+    dated: bool,
+    /// The anchor the chain builds to.
+    anchor: Option<Fingerprint>,
+    /// Who signed each presented certificate.
+    signed_by: Arc<[Option<Fingerprint>]>,
+    /// The leaf is not itself a bundle anchor (anchors' dates are never judged).
+    leaf_dated: bool,
+    /// The presented CA certificates that are not bundle anchors, in presented order.
+    dated_cas: Vec<Arc<ParsedCert>>,
+}
+
+fn chain_part(
     pod: &PodRecord,
-    chain: &ChainEvidence,
+    certs: &[Arc<ParsedCert>],
     trust: &Trust,
     verifier: &mut Verifier,
-    now: DateTime<Utc>,
-    out: &mut PodAnalysis,
-) {
-    if !chain.unreadable.is_empty() {
-        out.verdicts.push(Verdict::new(
-            VerdictKind::CertUnreadable,
-            "unreadable presented certificate",
-            chain.unreadable.join("; "),
-        ));
-    }
-    let certs = &chain.certs;
-    let Some(leaf) = certs.first() else {
-        if chain.unreadable.is_empty() {
-            out.verdicts.push(Verdict::new(
-                VerdictKind::Unprobed,
-                "no certificate",
-                "the proxy presented an empty chain",
-            ));
-        }
-        return;
-    };
-    if chain.leaf_unreadable {
-        return;
-    }
-
-    if let Some(name) = &pod.identity_name
-        && let Err(e) = chain.name_check.get_or_init(|| check_name(leaf, name))
-    {
-        out.verdicts.push(Verdict::new(
-            VerdictKind::NameMismatch,
-            e.to_string(),
-            format!(
-                "leaf {} is certified for {:?}, not {name}",
-                leaf.subject, leaf.dns_sans
-            ),
-        ));
-    }
-
+) -> ChainPart {
     let Some(bundle) = trust.bundle() else {
         let why = trust.bundle_problem().unwrap_or_default();
-        out.verdicts.push(Verdict::new(
-            VerdictKind::Inconclusive,
-            "trust bundle unavailable",
-            format!("cannot judge the presented chain: {why}"),
-        ));
-        return;
+        return ChainPart {
+            verdict: Some(Verdict::new(
+                VerdictKind::Inconclusive,
+                "trust bundle unavailable",
+                format!("cannot judge the presented chain: {why}"),
+            )),
+            dated: false,
+            anchor: None,
+            signed_by: Arc::default(),
+            leaf_dated: false,
+            dated_cas: Vec::new(),
+        };
     };
     let anchors = &bundle.certs;
 
-    match verifier.verify(certs, anchors, None) {
-        Ok(path) => {
-            out.chain_anchor = Some(path.anchor);
-            out.signed_by = signers(certs, &path.path, path.anchor);
-        }
+    let (anchor, signed_by, verdict) = match verifier.verify(certs, anchors, None) {
+        Ok(path) => (
+            Some(path.anchor),
+            signers(certs, &path.path, path.anchor),
+            None,
+        ),
         Err(e) => {
             // Who signed what, even though no path reaches the bundle: the next certificate of
             // the chain, or an anchor of the bundle or of the pod's own spec.
-            let spec: Vec<Arc<ParsedCert>> = match &pod.spec_anchors {
-                SpecAnchorsEvidence::Pem(b) => b.certs.clone(),
-                _ => Vec::new(),
+            let spec: &[Arc<ParsedCert>] = match &pod.spec_anchors {
+                SpecAnchorsEvidence::Pem(b) => &b.certs,
+                _ => &[],
             };
-            out.signed_by = certs
+            let signed_by = certs
                 .iter()
                 .enumerate()
                 .map(|(i, c)| {
@@ -290,42 +334,119 @@ fn judge_chain(
                         .map(|p| p.fingerprint)
                 })
                 .collect();
-            out.verdicts.push(Verdict::new(
+            let verdict = Verdict::new(
                 VerdictKind::StaleLeaf,
                 e.to_string(),
-                stale_leaf_detail(leaf, certs, anchors, &e),
-            ));
+                stale_leaf_detail(&certs[0], certs, anchors, &e),
+            );
+            (None, signed_by, Some(verdict))
+        }
+    };
+
+    // Time is judged at true time by `dated_verdict`; anchors' dates are never used, so
+    // certificates of the presented chain that are themselves bundle anchors are skipped.
+    let is_anchor = |c: &Arc<ParsedCert>| anchors.iter().any(|a| a.fingerprint == c.fingerprint);
+    ChainPart {
+        verdict,
+        dated: true,
+        anchor,
+        signed_by,
+        leaf_dated: !is_anchor(&certs[0]),
+        dated_cas: certs[1..]
+            .iter()
+            .filter(|c| !is_anchor(c))
+            .cloned()
+            .collect(),
+    }
+}
+
+/// A certificate's validity window: notBefore, notAfter.
+type Validity = (DateTime<Utc>, DateTime<Utc>);
+
+/// Puts a judgement together from its parts, in the order the verdicts are reported. `chain`
+/// comes with the leaf's validity window; the leaf itself is read only when outside it.
+fn assemble(
+    pod: &PodRecord,
+    own: &[Verdict],
+    chain: Option<(&ChainPart, Validity)>,
+    stale_bundle: Option<&Verdict>,
+    node_stale: Option<&Arc<str>>,
+    now: DateTime<Utc>,
+) -> PodAnalysis {
+    let mut out = PodAnalysis::default();
+    out.verdicts.extend_from_slice(own);
+    if let Some((chain, (not_before, not_after))) = chain {
+        out.verdicts.extend(chain.verdict.iter().cloned());
+        out.chain_anchor = chain.anchor;
+        out.signed_by = chain.signed_by.clone();
+        if chain.dated {
+            if chain.leaf_dated
+                && (now > not_after || now < not_before)
+                && let Some(leaf) = judged_chain(pod).and_then(|c| c.first())
+            {
+                out.verdicts.extend(dated_verdict("leaf", leaf, now));
+            }
+            for ca in &chain.dated_cas {
+                out.verdicts
+                    .extend(dated_verdict("CA certificate", ca, now));
+            }
         }
     }
+    out.verdicts.extend(stale_bundle.cloned());
 
-    // Time, at true time; anchors' dates are never used, so certificates of the presented chain
-    // that are themselves bundle anchors are skipped.
-    let is_anchor = |c: &Arc<ParsedCert>| anchors.iter().any(|a| a.fingerprint == c.fingerprint);
-    for (i, cert) in certs.iter().enumerate().filter(|(_, c)| !is_anchor(c)) {
-        let role = if i == 0 { "leaf" } else { "CA certificate" };
-        if now > cert.not_after {
-            out.verdicts.push(Verdict::new(
-                VerdictKind::LeafExpired,
-                "Expired",
-                format!(
-                    "{role} {} expired at {} ({} ago)",
-                    cert.subject,
-                    cert.not_after.to_rfc3339(),
-                    humanize(now - cert.not_after)
-                ),
-            ));
-        } else if now < cert.not_before {
-            out.verdicts.push(Verdict::new(
-                VerdictKind::LeafNotYetValid,
-                "NotValidYet",
-                format!(
-                    "{role} {} is valid from {} (in {})",
-                    cert.subject,
-                    cert.not_before.to_rfc3339(),
-                    humanize(cert.not_before - now)
-                ),
-            ));
-        }
+    if let Some(why) = node_stale
+        && !out.verdicts.iter().any(|v| v.kind.is_fault())
+    {
+        out.verdicts.retain(|v| v.kind != VerdictKind::Unprobed);
+        out.verdicts.push(Verdict {
+            kind: VerdictKind::Inconclusive,
+            reason: NODE_STALE.clone(),
+            detail: why.clone(),
+        });
+    }
+    if out.verdicts.is_empty() {
+        // The anchor is in the pod's evidence (chain_anchor); formatting it here for every
+        // healthy pod on every re-judgement costs more than it tells.
+        let detail = match (&out.chain_anchor, &pod.probe) {
+            (Some(_), ProbeEvidence::Chain(_)) => CHAIN_BUILDS.clone(),
+            _ => NO_TEXT.clone(),
+        };
+        out.verdicts.push(Verdict {
+            kind: VerdictKind::Ok,
+            reason: NO_TEXT.clone(),
+            detail,
+        });
+    }
+    out.verdicts.sort_by_key(|v| v.kind);
+    out
+}
+
+/// LEAF_EXPIRED / LEAF_NOT_YET_VALID for one certificate of the presented chain, at true time.
+fn dated_verdict(role: &str, cert: &ParsedCert, now: DateTime<Utc>) -> Option<Verdict> {
+    if now > cert.not_after {
+        Some(Verdict::new(
+            VerdictKind::LeafExpired,
+            "Expired",
+            format!(
+                "{role} {} expired at {} ({} ago)",
+                cert.subject,
+                cert.not_after.to_rfc3339(),
+                humanize(now - cert.not_after)
+            ),
+        ))
+    } else if now < cert.not_before {
+        Some(Verdict::new(
+            VerdictKind::LeafNotYetValid,
+            "NotValidYet",
+            format!(
+                "{role} {} is valid from {} (in {})",
+                cert.subject,
+                cert.not_before.to_rfc3339(),
+                humanize(cert.not_before - now)
+            ),
+        ))
+    } else {
+        None
     }
 }
 
@@ -334,7 +455,7 @@ fn signers(
     certs: &[Arc<ParsedCert>],
     path: &[Fingerprint],
     anchor: Fingerprint,
-) -> Vec<Option<Fingerprint>> {
+) -> Arc<[Option<Fingerprint>]> {
     certs
         .iter()
         .map(|c| {
@@ -402,25 +523,18 @@ pub fn issuer_anchors(trust: &Trust, verifier: &mut Verifier) -> Arc<[Fingerprin
     })
 }
 
-/// STALE_TRUST_BUNDLE: the issuer chains to bundle anchors, none of which the pod holds.
-fn stale_trust_bundle(
-    pod: &PodRecord,
-    trust: &Trust,
-    verifier: &mut Verifier,
-    out: &mut PodAnalysis,
-) {
-    let Some(issuer) = trust.issuer_cert() else {
-        return;
-    };
+/// STALE_TRUST_BUNDLE: the issuer chains to bundle anchors, none of which the pod holds. Depends
+/// on the pod's anchors (its spec, or the bundle version it started with) and the trust
+/// configuration only.
+fn stale_trust_bundle(pod: &PodRecord, trust: &Trust, verifier: &mut Verifier) -> Option<Verdict> {
+    let issuer = trust.issuer_cert()?;
     let issuer_anchors = issuer_anchors(trust, verifier);
     if issuer_anchors.is_empty() {
-        return;
+        return None;
     }
-    let Some(held) = effective_anchors(pod, trust) else {
-        return;
-    };
+    let held = effective_anchors(pod, trust)?;
     if held.iter().any(|f| issuer_anchors.contains(f)) {
-        return;
+        return None;
     }
     let source = match &pod.spec_anchors {
         SpecAnchorsEvidence::ConfigMap { name, key } => {
@@ -434,16 +548,20 @@ fn stale_trust_bundle(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    out.verdicts.push(Verdict::new(
+    Some(Verdict::new(
         VerdictKind::StaleTrustBundle,
         "proxy lacks the issuer's anchor",
         format!(
             "the issuer {} chains to {}, but {source} hold only {}: this proxy rejects peers certified by the current issuer",
             issuer.subject,
             list(&issuer_anchors),
-            if held.is_empty() { "nothing".to_string() } else { list(&held) }
+            if held.is_empty() {
+                "nothing".to_string()
+            } else {
+                list(&held)
+            }
         ),
-    ));
+    ))
 }
 
 fn humanize(d: chrono::TimeDelta) -> String {

@@ -10,14 +10,17 @@
 //!   agents' clock readings ─node_clock───────────────────────────────────┤
 //!   clock ─────────────────────────tick──────────────────────────────────┤
 //!                                                                        ▼
-//!   Cluster { nodes: name → NodeRecord{clock}, pods: uid → PodEntry{record, analysis}, trust,
-//!             owners, control_plane, verifier, links: Link → [PodEntry{remote: Some(cluster)}] }
+//!   Cluster { nodes: name → NodeRecord{clock}, pods: uid → PodEntry{record, basis, analysis},
+//!             trust, owners, control_plane, verifier, judge,
+//!             links: Link → [PodEntry{remote: Some(cluster)}] }
 //!                                                                        │
 //!   query service ◄──────────────── summary / pods / pod ◄───────────────┘
 //! ```
 //! Pure and synchronous; the gRPC and kube tasks hold it behind a mutex and call it with `now`.
 //! A pod's analysis is recomputed when its evidence changes, for every pod when the trust
-//! configuration changes, and on `tick` (time passes: expiry, stale nodes).
+//! configuration changes, and on `tick` (time passes: expiry, stale nodes). Its `basis` (what the
+//! evidence fixes) is computed with each report; re-judging takes the rest from the `judge`'s
+//! memo, shared by the pods judged alike (`analysis::Judge`).
 //!
 //! Remote pods (the gateways of linked clusters, which the aggregator probes itself) are kept
 //! apart from the pods agents report: they belong to no node, are not counted in the summary's
@@ -28,7 +31,7 @@ use crate::analysis::cluster::{
     ClusterInput, IdentityInput, NodeClock, PodInput, Report, Settings, Workload, analyse,
     signing_issuer,
 };
-use crate::analysis::{PodAnalysis, VerdictKind, pod_verdicts, remote_view};
+use crate::analysis::{Judge, PodAnalysis, PodBasis, VerdictKind, pod_verdicts, remote_view};
 use crate::clock::{ClockSettings, NodeClockState, Reading, Row as ClockRow, rows as clock_rows};
 use crate::control_plane::ControlPlane;
 use crate::owners::OwnerIndex;
@@ -114,10 +117,6 @@ pub struct ChainEvidence {
     pub unreadable: Vec<String>,
     /// The first presented certificate did not parse: the chain cannot be judged.
     pub leaf_unreadable: bool,
-    /// Memo of the leaf's check against the identity name of the record that holds this chain
-    /// (a new report builds a new chain). It changes with neither the bundle nor time, so
-    /// re-judging a pod does not repeat it.
-    pub name_check: std::sync::OnceLock<Result<(), crate::verify::ChainError>>,
 }
 
 /// What the last probe found.
@@ -167,6 +166,8 @@ pub struct PodEntry {
     pub analysis: PodAnalysis,
     /// The linked cluster, for a gateway of a multicluster Link; `None` for pods agents report.
     pub remote: Option<String>,
+    /// What the evidence fixes of the verdicts; written with `record`.
+    basis: PodBasis,
 }
 
 /// Counts for the summary.
@@ -195,10 +196,13 @@ pub struct Cluster {
     clock_settings: ClockSettings,
     /// Signature facts cache, shared by every analysis.
     verifier: Verifier,
+    /// Memo of what pods judged alike share; used with `verifier` only.
+    judge: Judge,
     /// Nodes by name; written by the ingest streams.
     nodes: BTreeMap<String, NodeRecord>,
-    /// Pods by uid.
-    pods: HashMap<String, PodEntry>,
+    /// Pods by uid. Boxed: the table then holds pointers, so its free slots cost 8 bytes
+    /// rather than a whole entry, and growing it copies no pod.
+    pods: HashMap<String, Box<PodEntry>>,
     /// Workload objects the plan resolves pod owners with; written by the owner watches.
     owners: OwnerIndex,
     /// (namespace, name) → uid.
@@ -223,6 +227,7 @@ impl Cluster {
             control_plane: ControlPlane::default(),
             clock_settings: ClockSettings::default(),
             verifier: Verifier::new(),
+            judge: Judge::new(),
             nodes: BTreeMap::new(),
             pods: HashMap::new(),
             owners: OwnerIndex::default(),
@@ -507,20 +512,23 @@ impl Cluster {
                 .insert((record.namespace.clone(), record.name.clone()), uid.clone());
         }
         let stale = self.stale_reason(&record.node);
-        let analysis = pod_verdicts(
+        let basis = self.judge.basis(&record, &mut self.verifier);
+        let analysis = self.judge.judge(
             &record,
+            &basis,
             &self.trust,
             &mut self.verifier,
-            stale.as_deref(),
+            stale.as_ref(),
             record.reported_at,
         );
         self.pods.insert(
             uid,
-            PodEntry {
+            Box::new(PodEntry {
                 record,
                 analysis,
                 remote: None,
-            },
+                basis,
+            }),
         );
     }
 
@@ -548,10 +556,12 @@ impl Cluster {
                 _ => changed = true,
             }
             let analysis = self.judge_remote(&record, cluster, now);
+            let basis = self.judge.basis(&record, &mut self.verifier);
             entries.push(PodEntry {
                 record,
                 analysis,
                 remote: Some(cluster.to_string()),
+                basis,
             });
         }
         entries.sort_by(|a, b| a.record.name.cmp(&b.record.name));
@@ -598,13 +608,14 @@ impl Cluster {
         }
     }
 
-    fn stale_reason(&self, node: &str) -> Option<String> {
+    fn stale_reason(&self, node: &str) -> Option<Arc<str>> {
         let n = self.nodes.get(node)?;
         n.stale.then(|| {
             format!(
                 "the agent on node {node} has not reported since {}",
                 n.last_report_at.to_rfc3339()
             )
+            .into()
         })
     }
 
@@ -617,11 +628,12 @@ impl Cluster {
         let stale = self.stale_reason(node);
         for uid in uids {
             if let Some(e) = self.pods.get_mut(&uid) {
-                e.analysis = pod_verdicts(
+                e.analysis = self.judge.judge(
                     &e.record,
+                    &e.basis,
                     &self.trust,
                     &mut self.verifier,
-                    stale.as_deref(),
+                    stale.as_ref(),
                     now,
                 );
             }
@@ -629,18 +641,23 @@ impl Cluster {
     }
 
     fn reanalyse_all(&mut self, now: DateTime<Utc>) {
-        let stale: HashMap<String, String> = self
+        let stale: HashMap<String, Arc<str>> = self
             .nodes
             .keys()
             .filter_map(|n| self.stale_reason(n).map(|r| (n.clone(), r)))
             .collect();
         let mut changed = false;
         for e in self.pods.values_mut() {
-            let analysis = pod_verdicts(
+            let node_stale = match stale.is_empty() {
+                true => None,
+                false => stale.get(&e.record.node),
+            };
+            let analysis = self.judge.judge(
                 &e.record,
+                &e.basis,
                 &self.trust,
                 &mut self.verifier,
-                stale.get(&e.record.node).map(String::as_str),
+                node_stale,
                 now,
             );
             if analysis != e.analysis {
@@ -686,14 +703,16 @@ impl Cluster {
 
     /// Every pod, ordered by namespace and name.
     pub fn pods(&self) -> impl Iterator<Item = &PodEntry> {
-        self.by_name.values().filter_map(|uid| self.pods.get(uid))
+        self.by_name
+            .values()
+            .filter_map(|uid| self.pods.get(uid).map(|e| &**e))
     }
 
     /// One pod by namespace and name: a pod an agent reports, else a gateway of a linked cluster.
     pub fn pod(&self, namespace: &str, name: &str) -> Option<&PodEntry> {
         self.by_name
             .get(&(namespace.to_string(), name.to_string()))
-            .and_then(|uid| self.pods.get(uid))
+            .and_then(|uid| self.pods.get(uid).map(|e| &**e))
             .or_else(|| {
                 self.remote_pods()
                     .find(|e| e.record.namespace == namespace && e.record.name == name)

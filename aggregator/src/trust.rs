@@ -84,6 +84,16 @@ pub struct Trust {
     /// Memo: the bundle anchors the issuer chains to; cleared whenever the bundle or the issuer
     /// changes.
     issuer_anchors: std::sync::OnceLock<Arc<[Fingerprint]>>,
+    /// Names this state for memos kept outside: a new value, never seen before, at every
+    /// `set_bundle` and `set_issuer`.
+    generation: u64,
+}
+
+/// Source of [`Trust::generation`] values, unique across every `Trust` of the process.
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_generation() -> u64 {
+    GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 const HISTORY_LIMIT: usize = 32;
@@ -167,7 +177,16 @@ impl Trust {
             history: Vec::new(),
             issuer: IssuerState::Unknown,
             issuer_anchors: std::sync::OnceLock::new(),
+            generation: next_generation(),
         }
+    }
+
+    /// Changes with every `set_bundle` and `set_issuer` (and differs between `Trust` values
+    /// built apart): what is memoised under one generation holds while it stays the same. The
+    /// public fields are written through those two methods only; a direct write would leave
+    /// such memos stale.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Takes a new bundle state; returns whether the anchor set (or availability) changed.
@@ -178,6 +197,7 @@ impl Trust {
         now: DateTime<Utc>,
     ) -> bool {
         self.issuer_anchors = std::sync::OnceLock::new();
+        self.generation = next_generation();
         let old = self.anchor_fingerprints();
         let was_available = matches!(self.bundle, BundleState::Available(_));
         self.bundle = state;
@@ -204,6 +224,7 @@ impl Trust {
     pub fn set_issuer(&mut self, state: IssuerState) {
         self.issuer = state;
         self.issuer_anchors = std::sync::OnceLock::new();
+        self.generation = next_generation();
     }
 
     /// The bundle anchors the issuer chains to, computed by `compute` once per bundle and issuer.
@@ -242,14 +263,18 @@ impl Trust {
     /// The anchor set a proxy that started at `started_at` read from the ConfigMap, by the
     /// bundle history; the oldest known version when it started before anything was seen.
     pub fn anchors_at(&self, started_at: Option<DateTime<Utc>>) -> Option<&BundleVersion> {
+        self.history.get(self.version_at(started_at)?)
+    }
+
+    /// The index in `history` of [`anchors_at`](Self::anchors_at)'s answer.
+    pub fn version_at(&self, started_at: Option<DateTime<Utc>>) -> Option<usize> {
         match started_at {
             Some(t) => self
                 .history
                 .iter()
-                .rev()
-                .find(|v| v.seen_at <= t)
-                .or_else(|| self.history.first()),
-            None => self.history.last(),
+                .rposition(|v| v.seen_at <= t)
+                .or_else(|| (!self.history.is_empty()).then_some(0)),
+            None => self.history.len().checked_sub(1),
         }
     }
 

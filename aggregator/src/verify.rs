@@ -27,6 +27,7 @@
 //!
 //! This module does no IO and reads no clock.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -40,8 +41,10 @@ mod der;
 mod name;
 mod path;
 mod pem;
+mod shape;
 
 pub use pem::{PemBundle, PemError, UnreadableBlock, parse_pem_bundle, to_pem};
+pub use shape::ChainShape;
 
 use cert::{AnchorView, WebCert};
 use path::{PathBuilder, SignatureFacts};
@@ -106,6 +109,10 @@ pub enum CertError {
 
 /// A certificate parsed once: what operators are shown, and what the verifier needs.
 ///
+/// A pod's leaf is held for as long as the pod (half a million of them in a large mesh), so
+/// what only queries show (serial, SANs, the key's fingerprint) is read again from the DER when
+/// asked for, and webpki's rare errors are boxed.
+///
 /// Equality and hashing are by [`fingerprint`](Self::fingerprint).
 #[derive(Clone)]
 pub struct ParsedCert {
@@ -113,8 +120,6 @@ pub struct ParsedCert {
     pub der: Arc<[u8]>,
     /// SHA-256 of [`der`](Self::der).
     pub fingerprint: Fingerprint,
-    /// SHA-256 of the full SubjectPublicKeyInfo: equal for certificates of the same key.
-    pub spki_fingerprint: Fingerprint,
     /// Subject name as `CN=…, O=…`, in certificate order (as `openssl x509 -subject` shows it).
     pub subject: String,
     /// Issuer name, same format as [`subject`](Self::subject).
@@ -123,22 +128,21 @@ pub struct ParsedCert {
     pub not_before: DateTime<Utc>,
     /// notAfter.
     pub not_after: DateTime<Utc>,
-    /// DNS names of the subjectAltName extension, in order.
-    pub dns_sans: Vec<String>,
     /// basicConstraints cA.
     pub is_ca: bool,
     /// Key type and size: `ECDSA P-256`, `ECDSA P-384`, `ECDSA P-521`, `RSA 2048`, `Ed25519`,
     /// `ML-DSA-44`, … or the algorithm OID.
-    pub key_algorithm: String,
+    pub key_algorithm: Cow<'static, str>,
     /// Signature algorithm: `ecdsa-with-SHA256`, `sha256WithRSAEncryption`, `ED25519`, … or
     /// the OID.
-    pub signature_algorithm: String,
-    /// Serial number as colon-separated hex bytes.
-    pub serial: String,
+    pub signature_algorithm: Cow<'static, str>,
     subject_raw: std::ops::Range<usize>,
     issuer_raw: std::ops::Range<usize>,
+    spki_raw: std::ops::Range<usize>,
     web: Result<WebCert, ChainError>,
-    anchor: Result<AnchorView, ChainError>,
+    /// webpki's anchor view when it is not the one `web` implies (v1, unknown critical
+    /// extensions, unreadable for webpki); `None`: `web`'s.
+    anchor: Option<Box<Result<AnchorView, ChainError>>>,
 }
 
 impl ParsedCert {
@@ -166,7 +170,43 @@ impl ParsedCert {
     /// Why this certificate cannot be a trust anchor (rustls skips such a root); `None` when
     /// it can.
     pub fn anchor_error(&self) -> Option<&ChainError> {
-        self.anchor.as_ref().err()
+        self.anchor_view().err()
+    }
+
+    /// What webpki keeps of this certificate as a trust anchor.
+    fn anchor_view(&self) -> Result<AnchorView, &ChainError> {
+        match (&self.anchor, &self.web) {
+            (Some(own), _) => own.as_ref().as_ref().cloned(),
+            (None, Ok(web)) => Ok(web.anchor_view()),
+            // Not built by `parse_der`, which keeps the anchor view whenever `web` is an error.
+            (None, Err(e)) => Err(e),
+        }
+    }
+
+    /// SHA-256 of the full SubjectPublicKeyInfo: equal for certificates of the same key.
+    pub fn spki_fingerprint(&self) -> Fingerprint {
+        Fingerprint::of(self.der.get(self.spki_raw.clone()).unwrap_or_default())
+    }
+
+    /// Serial number as colon-separated hex bytes (read again from the DER).
+    pub fn serial(&self) -> String {
+        self.x509(|x509| x509.tbs_certificate.raw_serial_as_string())
+            .unwrap_or_default()
+    }
+
+    /// DNS names of the subjectAltName extension, in order (read again from the DER).
+    pub fn dns_sans(&self) -> Vec<String> {
+        self.x509(|x509| dns_sans(&x509.tbs_certificate))
+            .unwrap_or_default()
+    }
+
+    /// x509-parser's reading of the DER, which `parse_der` accepted once already.
+    fn x509<T>(
+        &self,
+        read: impl FnOnce(&x509_parser::certificate::X509Certificate) -> T,
+    ) -> Option<T> {
+        let (_, x509) = x509_parser::parse_x509_certificate(&self.der).ok()?;
+        Some(read(&x509))
     }
 }
 
@@ -192,7 +232,7 @@ impl fmt::Debug for ParsedCert {
             .field("issuer", &self.issuer)
             .field("not_before", &self.not_before)
             .field("not_after", &self.not_after)
-            .field("dns_sans", &self.dns_sans)
+            .field("dns_sans", &self.dns_sans())
             .field("is_ca", &self.is_ca)
             .field("key_algorithm", &self.key_algorithm)
             .finish_non_exhaustive()
@@ -210,7 +250,44 @@ pub fn parse_der(der: &[u8]) -> Result<ParsedCert, CertError> {
         DateTime::from_timestamp(t.timestamp(), 0).ok_or(CertError::DateOutOfRange)
     };
     let tbs = &x509.tbs_certificate;
-    let dns_sans = match tbs.subject_alternative_name() {
+    let spki_der = tbs.subject_pki.raw;
+    let rsa_bits = match tbs.subject_pki.parsed() {
+        Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => Some(bit_length(rsa.modulus)),
+        _ => None,
+    };
+
+    let web = cert::parse_chain_cert(der);
+    let anchor = cert::parse_anchor(der);
+    let anchor = match &web {
+        Ok(view) if anchor.as_ref() == Ok(&view.anchor_view()) => None,
+        _ => Some(Box::new(anchor)),
+    };
+    Ok(ParsedCert {
+        der: Arc::from(der),
+        fingerprint: Fingerprint::of(der),
+        subject: tbs.subject.to_string(),
+        issuer: tbs.issuer.to_string(),
+        not_before: date(tbs.validity.not_before)?,
+        not_after: date(tbs.validity.not_after)?,
+        is_ca: tbs.is_ca(),
+        key_algorithm: key_algorithm_name(
+            spki_der,
+            rsa_bits,
+            &tbs.subject_pki.algorithm.algorithm.to_id_string(),
+        ),
+        signature_algorithm: signature_algorithm_name(
+            &x509.signature_algorithm.algorithm.to_id_string(),
+        ),
+        subject_raw: der::span(der, tbs.subject.as_raw()),
+        issuer_raw: der::span(der, tbs.issuer.as_raw()),
+        spki_raw: der::span(der, spki_der),
+        web,
+        anchor,
+    })
+}
+
+fn dns_sans(tbs: &x509_parser::certificate::TbsCertificate) -> Vec<String> {
+    match tbs.subject_alternative_name() {
         Ok(Some(san)) => san
             .value
             .general_names
@@ -221,37 +298,7 @@ pub fn parse_der(der: &[u8]) -> Result<ParsedCert, CertError> {
             })
             .collect(),
         _ => Vec::new(),
-    };
-    let spki_der = tbs.subject_pki.raw;
-    let rsa_bits = match tbs.subject_pki.parsed() {
-        Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => Some(bit_length(rsa.modulus)),
-        _ => None,
-    };
-
-    Ok(ParsedCert {
-        der: Arc::from(der),
-        fingerprint: Fingerprint::of(der),
-        spki_fingerprint: Fingerprint::of(spki_der),
-        subject: tbs.subject.to_string(),
-        issuer: tbs.issuer.to_string(),
-        not_before: date(tbs.validity.not_before)?,
-        not_after: date(tbs.validity.not_after)?,
-        dns_sans,
-        is_ca: tbs.is_ca(),
-        key_algorithm: key_algorithm_name(
-            spki_der,
-            rsa_bits,
-            &tbs.subject_pki.algorithm.algorithm.to_id_string(),
-        ),
-        signature_algorithm: signature_algorithm_name(
-            &x509.signature_algorithm.algorithm.to_id_string(),
-        ),
-        serial: tbs.raw_serial_as_string(),
-        subject_raw: der::span(der, tbs.subject.as_raw()),
-        issuer_raw: der::span(der, tbs.issuer.as_raw()),
-        web: cert::parse_chain_cert(der),
-        anchor: cert::parse_anchor(der),
-    })
+    }
 }
 
 fn bit_length(unsigned_be: &[u8]) -> usize {
@@ -263,7 +310,7 @@ fn bit_length(unsigned_be: &[u8]) -> usize {
     digits.len() * 8 - lead
 }
 
-fn key_algorithm_name(spki_der: &[u8], rsa_bits: Option<usize>, oid: &str) -> String {
+fn key_algorithm_name(spki_der: &[u8], rsa_bits: Option<usize>, oid: &str) -> Cow<'static, str> {
     use rustls_pki_types::alg_id;
     let algorithm = der::read_all(spki_der, ChainError::BadDer, |r| {
         der::nested(r, der::SEQUENCE, ChainError::BadDer, |spki| {
@@ -285,17 +332,17 @@ fn key_algorithm_name(spki_der: &[u8], rsa_bits: Option<usize>, oid: &str) -> St
         (alg_id::ML_DSA_87, "ML-DSA-87"),
     ];
     if let Some((_, name)) = named.iter().find(|(id, _)| id.as_ref() == algorithm) {
-        return (*name).to_owned();
+        return Cow::Borrowed(name);
     }
-    match (oid, rsa_bits) {
+    Cow::Owned(match (oid, rsa_bits) {
         ("1.2.840.113549.1.1.1", Some(bits)) => format!("RSA {bits}"),
         ("1.2.840.113549.1.1.10", Some(bits)) => format!("RSA-PSS {bits}"),
         _ => oid.to_owned(),
-    }
+    })
 }
 
-fn signature_algorithm_name(oid: &str) -> String {
-    match oid {
+fn signature_algorithm_name(oid: &str) -> Cow<'static, str> {
+    Cow::Borrowed(match oid {
         "1.2.840.10045.4.3.2" => "ecdsa-with-SHA256",
         "1.2.840.10045.4.3.3" => "ecdsa-with-SHA384",
         "1.2.840.10045.4.3.4" => "ecdsa-with-SHA512",
@@ -309,9 +356,8 @@ fn signature_algorithm_name(oid: &str) -> String {
         "2.16.840.1.101.3.4.3.17" => "ML-DSA-44",
         "2.16.840.1.101.3.4.3.18" => "ML-DSA-65",
         "2.16.840.1.101.3.4.3.19" => "ML-DSA-87",
-        other => other,
-    }
-    .to_owned()
+        other => return Cow::Owned(other.to_owned()),
+    })
 }
 
 /// The type named by webpki's `TrailingData` error (its `DerTypeId`, same names).
@@ -734,9 +780,9 @@ impl Verifier {
     /// `Ok(())`, `BadSignature`, or why the algorithms do not fit. Names are not compared.
     pub fn signed_by(&mut self, child: &ParsedCert, parent: &ParsedCert) -> Result<(), ChainError> {
         let child_view = child.web.as_ref().map_err(Clone::clone)?;
-        let parent_spki = match (&parent.web, &parent.anchor) {
+        let parent_spki = match (&parent.web, parent.anchor_view()) {
             (Ok(view), _) => view.spki.clone(),
-            (_, Ok(anchor)) => anchor.spki.clone(),
+            (_, Ok(anchor)) => anchor.spki,
             (Err(e), Err(_)) => return Err(e.clone()),
         };
         self.facts

@@ -230,8 +230,8 @@ pub fn verdict_from_wire(v: pb::Verdict) -> Option<VerdictKind> {
 fn verdict(v: &Verdict) -> pb::VerdictDetail {
     pb::VerdictDetail {
         verdict: verdict_kind(v.kind) as i32,
-        reason: v.reason.clone(),
-        detail: v.detail.clone(),
+        reason: v.reason.to_string(),
+        detail: v.detail.to_string(),
     }
 }
 
@@ -243,9 +243,9 @@ pub fn certificate(c: &ParsedCert, signed_by: Option<Fingerprint>) -> pb::Certif
         issuer: c.issuer.clone(),
         not_before: Some(to_proto(c.not_before)),
         not_after: Some(to_proto(c.not_after)),
-        dns_sans: c.dns_sans.clone(),
-        serial: c.serial.clone(),
-        key_algorithm: c.key_algorithm.clone(),
+        dns_sans: c.dns_sans(),
+        serial: c.serial(),
+        key_algorithm: c.key_algorithm.to_string(),
         is_ca: c.is_ca,
         signed_by: signed_by.map(|f| f.to_string()).unwrap_or_default(),
     }

@@ -4,11 +4,11 @@ use crate::trust::{BundleState, IssuerState, Trust, TrustSources};
 use crate::verify::{parse_der, parse_pem_bundle};
 use anchorwatch_tests::pki::{Ca, window};
 
-fn now() -> DateTime<Utc> {
+pub(super) fn now() -> DateTime<Utc> {
     Utc::now()
 }
 
-fn sources() -> TrustSources {
+pub(super) fn sources() -> TrustSources {
     TrustSources {
         namespace: "linkerd".into(),
         config_map: "linkerd-identity-trust-roots".into(),
@@ -61,7 +61,7 @@ pub(super) fn mk_pod(spec_roots: &[&Ca], chain: Vec<Vec<u8>>) -> PodRecord {
     }
 }
 
-const NAME: &str = "sa.ns.serviceaccount.identity.linkerd.cluster.local";
+pub(super) const NAME: &str = "sa.ns.serviceaccount.identity.linkerd.cluster.local";
 
 pub(super) struct Mesh {
     pub(super) old_root: Ca,
@@ -95,7 +95,7 @@ pub(super) fn chain_under(issuer: &Ca, validity: (i64, i64)) -> Vec<Vec<u8>> {
 fn kinds(a: &PodAnalysis) -> Vec<(VerdictKind, String)> {
     a.verdicts
         .iter()
-        .map(|v| (v.kind, v.reason.clone()))
+        .map(|v| (v.kind, v.reason.to_string()))
         .collect()
 }
 
@@ -151,7 +151,7 @@ fn real_linkerd_fixture_leaf_is_bad_signature_against_the_other_root() {
     let a = pod_verdicts(&pod, &trust, &mut Verifier::new(), None, at_2025);
     assert!(a.has(VerdictKind::StaleLeaf));
     assert_eq!(
-        a.verdicts
+        &*a.verdicts
             .iter()
             .find(|v| v.kind == VerdictKind::StaleLeaf)
             .unwrap()

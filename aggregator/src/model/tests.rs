@@ -534,3 +534,32 @@ fn a_workload_with_several_pods_on_a_skewed_node_is_held_once_and_the_node_is_me
     assert_eq!(held, vec!["ns/Deployment/web"], "{:?}", r.plan);
     assert!(r.plan.restarts.is_empty());
 }
+
+#[test]
+fn bundle_change_and_passing_time_change_the_verdicts_of_pods_judged_alike() {
+    let root = Ca::root("root").unwrap();
+    let issuer = root.issuer("issuer", window(-60, 86_400)).unwrap();
+    let other = Ca::root("root").unwrap();
+    let mut c = mk_cluster(&root, &issuer);
+    let s = c.open_stream();
+    let pods: Vec<PodRecord> = (0..5)
+        .map(|i| mk_pod(&format!("p{i}"), "n1", &root, &issuer))
+        .collect();
+    c.replace_node("n1", s, "v", pods, now());
+    assert_eq!(verdict(&c, "p3"), vec![VerdictKind::Ok]);
+    let sources = c.trust.sources.clone();
+    let set = |c: &mut Cluster, ca: &Ca, version: &str| {
+        let data = BTreeMap::from([("ca-bundle.crt".to_string(), ca.cert_pem.clone())]);
+        c.set_bundle(read_bundle(Some(&data), &sources), version.into(), now());
+    };
+    // A root of the same name and another key replaces the one the leaves chain to.
+    set(&mut c, &other, "2");
+    assert_eq!(verdict(&c, "p3"), vec![VerdictKind::StaleLeaf]);
+    set(&mut c, &root, "3");
+    assert_eq!(verdict(&c, "p3"), vec![VerdictKind::Ok]);
+    // mk_pod's leaves are valid for an hour.
+    let r = c.revision();
+    c.tick(now() + chrono::Duration::hours(2));
+    assert_eq!(verdict(&c, "p3"), vec![VerdictKind::LeafExpired]);
+    assert!(c.revision() > r, "the expiry is a change a query shows");
+}

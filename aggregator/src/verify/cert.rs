@@ -28,12 +28,13 @@ pub(super) struct WebCert {
     pub(super) name_constraints: Option<Range<usize>>,
     /// Contents of the subjectAltName SEQUENCE.
     pub(super) subject_alt_name: Option<Range<usize>>,
-    /// The validity window, parsed; `Err` = webpki's parse error for it.
-    pub(super) validity: Result<Validity, ChainError>,
+    /// The validity window, parsed; `Err` = webpki's parse error for it. Errors are boxed
+    /// here and below: they are rare, and a pod's leaf is held for as long as the pod.
+    pub(super) validity: Result<Validity, Box<ChainError>>,
     /// basicConstraints, parsed; `Err` = webpki's parse error for it.
-    pub(super) basic_constraints: Result<BasicConstraints, ChainError>,
+    pub(super) basic_constraints: Result<BasicConstraints, Box<ChainError>>,
     /// The outcome of webpki's EKU check for `KeyUsage::server_auth()`.
-    pub(super) eku_server_auth: Result<(), ChainError>,
+    pub(super) eku_server_auth: Result<(), Box<ChainError>>,
     /// The SPKI is on webpki's `DISTRUSTED_SPKIS` list.
     pub(super) distrusted: bool,
 }
@@ -57,7 +58,7 @@ pub(super) struct BasicConstraints {
 }
 
 /// What webpki keeps of a trust anchor (`anchor_from_trusted_cert`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(super) struct AnchorView {
     pub(super) subject: Range<usize>,
     pub(super) spki: Range<usize>,
@@ -68,6 +69,18 @@ pub(super) struct AnchorView {
 enum ExtensionPolicy {
     Strict,
     IgnoreCritical,
+}
+
+impl WebCert {
+    /// The anchor view of the same certificate: when `Cert::from_der` reads it, so does
+    /// `anchor_from_trusted_cert`, with the same ranges (it only ignores more).
+    pub(super) fn anchor_view(&self) -> AnchorView {
+        AnchorView {
+            subject: self.subject.clone(),
+            spki: self.spki.clone(),
+            name_constraints: self.name_constraints.clone(),
+        }
+    }
 }
 
 /// `Cert::from_der`: the view used for the end entity and for presented intermediates.
@@ -216,9 +229,9 @@ fn parse(der: &[u8], policy: ExtensionPolicy) -> Result<WebCert, ChainError> {
                 spki: der::span(der, spki),
                 name_constraints: ext.name_constraints.map(|v| der::span(der, v)),
                 subject_alt_name: ext.subject_alt_name.map(|v| der::span(der, v)),
-                validity: parse_validity(validity),
-                basic_constraints: parse_basic_constraints(ext.basic_constraints),
-                eku_server_auth: check_eku_server_auth(ext.eku),
+                validity: parse_validity(validity).map_err(Box::new),
+                basic_constraints: parse_basic_constraints(ext.basic_constraints).map_err(Box::new),
+                eku_server_auth: check_eku_server_auth(ext.eku).map_err(Box::new),
                 distrusted: is_distrusted(spki),
             })
         },

@@ -92,14 +92,14 @@ impl Hasher for FingerprintHasher {
     }
 }
 
-/// "Child's signature verifies under parent's key", keyed by both fingerprints.
+/// A cached "child is signed by parent's key": `Ok`, or why not.
+type Fact = Result<(), Box<ChainError>>;
+
+/// "Child's signature verifies under parent's key", keyed by both fingerprints. Failures are
+/// boxed: nearly every fact is a success, and there is one per leaf of the mesh.
 pub(super) struct SignatureFacts {
     algorithms: &'static [&'static dyn SignatureVerificationAlgorithm],
-    facts: HashMap<
-        (Fingerprint, Fingerprint),
-        Result<(), ChainError>,
-        BuildHasherDefault<FingerprintHasher>,
-    >,
+    facts: HashMap<(Fingerprint, Fingerprint), Fact, BuildHasherDefault<FingerprintHasher>>,
     computed: u64,
 }
 
@@ -131,7 +131,7 @@ impl SignatureFacts {
     ) -> Result<(), ChainError> {
         let key = (child.fingerprint, parent.fingerprint);
         if let Some(fact) = self.facts.get(&key) {
-            return fact.clone();
+            return fact.clone().map_err(|e| *e);
         }
         let der = &*child.der;
         let fact = verify_signed_data(
@@ -142,7 +142,7 @@ impl SignatureFacts {
             &der[child_view.signature.clone()],
         );
         self.computed += 1;
-        self.facts.insert(key, fact.clone());
+        self.facts.insert(key, fact.clone().map_err(Box::new));
         fact
     }
 }
@@ -205,7 +205,7 @@ fn verify_signature(
 }
 
 #[derive(Clone, Copy, PartialEq)]
-enum Role {
+pub(super) enum Role {
     Issuer,
     EndEntity,
 }
@@ -246,16 +246,12 @@ impl<'a> PathBuilder<'a> {
         let Some(&(head, head_view)) = path.last() else {
             return Err(ControlFlow::Break(ChainError::EmptyChain));
         };
-        if head_view.distrusted {
-            return Err(flow(ChainError::CertDistrusted));
-        }
         let role = if path.len() == 1 && !self.starts_at_ca {
             Role::EndEntity
         } else {
             Role::Issuer
         };
-        check_issuer_independent_properties(head_view, self.time, role, sub_ca_count)
-            .map_err(flow)?;
+        check_head(head_view, self.time, role, sub_ca_count).map_err(flow)?;
         let head_issuer = &head.der[head_view.issuer.clone()];
 
         // `loop_while_non_fatal_error` over the anchors, then over the intermediates, the
@@ -287,7 +283,7 @@ impl<'a> PathBuilder<'a> {
         budget: &mut Budget,
     ) -> Result<(), ControlFlow<ChainError, ChainError>> {
         let anchor: &'a ParsedCert = &self.anchors[index];
-        let Ok(view) = &anchor.anchor else {
+        let Ok(view) = anchor.anchor_view() else {
             return Err(flow(ChainError::UnknownIssuer));
         };
         if anchor.der[view.subject.clone()] != *head_issuer {
@@ -364,6 +360,20 @@ impl<'a> PathBuilder<'a> {
     }
 }
 
+/// What `build_chain_inner` checks of the head of the path before looking for its issuer: the
+/// distrust list, then [`check_issuer_independent_properties`].
+pub(super) fn check_head(
+    cert: &WebCert,
+    time: Option<u64>,
+    role: Role,
+    sub_ca_count: usize,
+) -> Result<(), ChainError> {
+    if cert.distrusted {
+        return Err(ChainError::CertDistrusted);
+    }
+    check_issuer_independent_properties(cert, time, role, sub_ca_count)
+}
+
 /// `check_issuer_independent_properties`: validity, basicConstraints, then EKU serverAuth.
 fn check_issuer_independent_properties(
     cert: &WebCert,
@@ -371,7 +381,7 @@ fn check_issuer_independent_properties(
     role: Role,
     sub_ca_count: usize,
 ) -> Result<(), ChainError> {
-    let validity = cert.validity.clone()?;
+    let validity = cert.validity.clone().map_err(|e| *e)?;
     if validity.not_before > validity.not_after {
         return Err(ChainError::InvalidCertValidity);
     }
@@ -393,7 +403,7 @@ fn check_issuer_independent_properties(
         return Err(ChainError::BadDer);
     }
 
-    let bc = cert.basic_constraints.clone()?;
+    let bc = cert.basic_constraints.clone().map_err(|e| *e)?;
     match (role, bc.is_ca, bc.path_len) {
         (Role::EndEntity, true, _) => return Err(ChainError::CaUsedAsEndEntity),
         (Role::Issuer, false, _) => return Err(ChainError::EndEntityUsedAsCa),
@@ -406,7 +416,7 @@ fn check_issuer_independent_properties(
         return Err(ChainError::BadDer);
     }
 
-    cert.eku_server_auth.clone()
+    cert.eku_server_auth.clone().map_err(|e| *e)
 }
 
 /// Unix seconds as a chrono time (certificate times end in year 9999, so this never clamps).

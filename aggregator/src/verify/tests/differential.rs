@@ -67,6 +67,9 @@ struct Scenario {
     anchors: Vec<Vec<u8>>,
     times: Vec<u64>,
     names: Vec<String>,
+    /// Another leaf like the presented one (same parameters, key and signer; another serial),
+    /// before any patch: a chain of the same [`ChainShape`] but for the leaf's own bytes.
+    sibling: Option<Vec<u8>>,
 }
 
 struct Gen {
@@ -459,6 +462,10 @@ impl Gen {
         self.common_tweaks("leaf", &mut p);
         let leaf_key = self.any_key();
         let mut leaf = self.sign(p, leaf_key, Some(leaf_parent));
+        // Drawn from no generator state, so the scenarios stay what they were without it.
+        let mut sibling = leaf.params.clone();
+        sibling.serial_number = Some(SerialNumber::from(u64::MAX - self.serial));
+        let sibling = mk_cert(&sibling, leaf_key, Some(leaf_parent));
         self.patch("leaf", &mut leaf.der, 30);
 
         // What the proxy presents.
@@ -564,6 +571,7 @@ impl Gen {
             anchors,
             times,
             names,
+            sibling: Some(sibling),
         }
     }
 
@@ -600,6 +608,7 @@ impl Gen {
             anchors: vec![root.der],
             times: vec![u64::try_from(NOW).unwrap()],
             names: vec![linkerd_identity("deep", "ns1")],
+            sibling: None,
         }
     }
 
@@ -634,6 +643,7 @@ impl Gen {
             anchors,
             times: vec![u64::try_from(NOW).unwrap()],
             names: vec![],
+            sibling: None,
         }
     }
 
@@ -675,6 +685,7 @@ impl Gen {
             anchors,
             times: vec![u64::try_from(NOW).unwrap()],
             names: vec![],
+            sibling: None,
         }
     }
 }
@@ -777,7 +788,7 @@ fn ours(result: Result<Verified, ChainError>, anchors: &[Arc<ParsedCert>]) -> Ou
     match result {
         Ok(v) => {
             let anchor = anchors.iter().find(|a| a.fingerprint == v.anchor).unwrap();
-            let view = anchor.anchor.as_ref().unwrap();
+            let view = anchor.anchor_view().unwrap();
             Outcome::Verified {
                 anchor_subject: anchor.der[view.subject.clone()].to_vec(),
                 anchor_spki: anchor.der[view.spki.clone()].to_vec(),
@@ -953,6 +964,7 @@ fn verdicts_equal_rustls_webpki_on_generated_chains() {
     let mut comparisons = 0;
     let mut unreadable = 0;
     let mut unreadable_leaf_webpki_accepts = 0;
+    let mut shape_comparisons = 0;
 
     for id in 0..count {
         let scenario = generator.scenario(id);
@@ -1026,6 +1038,30 @@ fn verdicts_equal_rustls_webpki_on_generated_chains() {
             }
         }
 
+        // A sibling leaf of the same shape verifies alike, unless an anchor involves the leaf.
+        if let Some(sibling) = scenario.sibling.as_deref().and_then(|d| parse_der(d).ok()) {
+            let mut siblings = chain.clone();
+            siblings[0] = Arc::new(sibling);
+            let shape = verifier.chain_shape(&chain);
+            if shape.is_some()
+                && shape == verifier.chain_shape(&siblings)
+                && !anchors.iter().any(|a| ChainShape::involves(&chain[0], a))
+            {
+                let above_leaf = |r: Result<Verified, ChainError>| {
+                    r.map(|v| (v.anchor, v.path.get(1..).unwrap_or_default().to_vec()))
+                };
+                let mine = above_leaf(verifier.verify(&chain, &anchors, None));
+                let theirs = above_leaf(verifier.verify(&siblings, &anchors, None));
+                shape_comparisons += 1;
+                if mine != theirs {
+                    disagreements.push(format!(
+                        "{}  same shape, another leaf\n  leaf:    {mine:?}\n  sibling: {theirs:?}",
+                        describe(&scenario, &chain, &anchors)
+                    ));
+                }
+            }
+        }
+
         // Names, as rustls's verify_server_name.
         let ee_der = CertificateDer::from(scenario.chain[0].as_slice());
         if let Ok(ee) = webpki::EndEntityCert::try_from(&ee_der) {
@@ -1050,7 +1086,8 @@ fn verdicts_equal_rustls_webpki_on_generated_chains() {
     println!(
         "differential: {count} chains ({unreadable} skipped as unreadable, of which \
          {unreadable_leaf_webpki_accepts} with a leaf webpki would parse), {comparisons} \
-         comparisons, {} disagreements, {} signature checks, {:.1?}\nverdicts: {verdicts:?}",
+         comparisons ({shape_comparisons} of same-shape chains), {} disagreements, {} signature \
+         checks, {:.1?}\nverdicts: {verdicts:?}",
         disagreements.len(),
         verifier.signature_checks(),
         elapsed
@@ -1063,6 +1100,10 @@ fn verdicts_equal_rustls_webpki_on_generated_chains() {
     }
     // The generator must keep exercising the interesting verdicts.
     if count >= 500 {
+        assert!(
+            shape_comparisons >= count / 4,
+            "only {shape_comparisons} same-shape comparisons"
+        );
         for reason in [
             "Ok",
             "BadSignature",
