@@ -19,14 +19,36 @@ async fn main() -> anyhow::Result<()> {
     let port = process::free_port()?;
     let listen = format!("127.0.0.1:{port}");
     let url = format!("http://{listen}");
+    // `--skew node-3=-25s`: that node's agent runs under libfaketime with its clock shifted.
+    let mut skews = std::collections::BTreeMap::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let value = match a.strip_prefix("--skew=") {
+            Some(v) => v.to_string(),
+            None if a == "--skew" => args.next().unwrap_or_default(),
+            None => anyhow::bail!(
+                "unknown argument {a:?}; usage: anchorwatch-sandbox [--skew NODE=SHIFT]..."
+            ),
+        };
+        let Some((node, shift)) = value.split_once('=') else {
+            anyhow::bail!("--skew wants NODE=SHIFT, e.g. node-3=-25s; got {value:?}");
+        };
+        skews.insert(node.to_string(), shift.to_string());
+    }
     let mut procs = vec![process::aggregator(&kubeconfig, &listen, dir.path(), &[])?];
     for n in 1..=3 {
-        procs.push(process::agent(
+        let node = scenario::node_name(n);
+        let env = match skews.get(&node) {
+            Some(shift) => process::faketime(shift)?,
+            None => vec![],
+        };
+        procs.push(process::agent_with_env(
             &kubeconfig,
-            &scenario::node_name(n),
+            &node,
             &url,
             dir.path(),
             &[],
+            env,
         )?);
     }
 
@@ -53,6 +75,7 @@ Findings appear within a few seconds. Try:
   {grpcurl} -plaintext -d '{{"verdict": "VERDICT_STALE_LEAF"}}' {listen} anchorwatch.v1.Query/ListPods
   {grpcurl} -plaintext -d '{{"namespace": "emojivoto", "name": "voting-6c8d9f-c1"}}' {listen} anchorwatch.v1.Query/GetPod
   {grpcurl} -plaintext {listen} anchorwatch.v1.Query/ListNodes
+  {aggregator} report clock --server {url} --svg clocks.svg
 
 Type a command and Enter:
   extend   add the old root ca1 to the bundle (as in a rotation's first step)
@@ -67,6 +90,7 @@ Type a command and Enter:
             .collect::<Vec<_>>()
             .join(", "),
         logs = dir.path().display(),
+        aggregator = process::bin("anchorwatch-aggregator")?.display(),
     );
 
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
