@@ -220,3 +220,36 @@ pub fn agent_with_env(
         log_dir,
     )
 }
+
+/// Starts a real `chronyd` serving NTP on `ip:port` from its local clock (stratum 10), never
+/// touching the system clock (`-x`), with its files under `dir`; under libfaketime with `env`.
+pub fn chronyd(
+    dir: &Path,
+    ip: &str,
+    port: u16,
+    env: Vec<(&'static str, String)>,
+) -> anyhow::Result<Proc> {
+    let program = ["/usr/sbin/chronyd", "/usr/bin/chronyd", "/sbin/chronyd"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .context("chronyd is not installed (bash .ci/setup installs it)")?;
+    let conf = dir.join(format!("chrony-{port}.conf"));
+    std::fs::write(
+        &conf,
+        format!(
+            "local stratum 10\nallow {ip}\nbindaddress {ip}\nport {port}\ncmdport 0\n\
+             driftfile {d}/chrony-{port}.drift\npidfile {d}/chrony-{port}.pid\nlogdir {d}\n",
+            d = dir.display()
+        ),
+    )?;
+    let args = vec![
+        "-d".to_string(),
+        "-x".into(),
+        "-u".into(),
+        "root".into(),
+        "-f".into(),
+        conf.display().to_string(),
+    ];
+    Proc::spawn(&format!("chronyd-{port}"), &program, &args, &env, dir)
+}

@@ -1621,3 +1621,85 @@ async fn plan_restarts_each_workload_the_way_its_controller_replaces_pods() {
     c.scenario.stop().await;
     c.kube.shutdown().await;
 }
+
+/// Agents measure a real chronyd on loopback (SNTP): the NTP server becomes the reference, the
+/// unshifted node is within its bound of zero, the one under libfaketime within its bound of
+/// the shift.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sntp_against_a_real_chronyd_measures_within_the_bound() {
+    let _serial = SERIAL.lock().await;
+    let c = cluster(25, vec![]).await;
+    let ntp_port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let chrony = process::chronyd(c.dir.path(), "127.0.0.1", ntp_port, vec![]).unwrap();
+    let addr = format!("127.0.0.1:{}", process::free_port().unwrap());
+    let url = format!("http://{addr}");
+    let ntp = format!("127.0.0.1:{ntp_port}");
+    let mut procs = Procs(vec![
+        chrony,
+        process::aggregator(&c.kubeconfig, &addr, c.dir.path(), &[]).unwrap(),
+    ]);
+    for (node, shift) in [("node-1", None), ("node-2", Some("+3s"))] {
+        let env = match shift {
+            Some(s) => process::faketime(s).unwrap(),
+            None => vec![],
+        };
+        procs.push(
+            process::agent_with_env(
+                &c.kubeconfig,
+                node,
+                &url,
+                c.dir.path(),
+                &["--ntp-servers", &ntp],
+                env,
+            )
+            .unwrap(),
+        );
+    }
+    let report = eventually(
+        Duration::from_secs(40),
+        "both nodes measured against chronyd",
+        || {
+            let addr = addr.clone();
+            async move {
+                let r = call(
+                    &addr,
+                    "anchorwatch.v1.Query/ClockReport",
+                    serde_json::json!({}),
+                )
+                .await?;
+                let done = r["nodes"].as_array().is_some_and(|n| {
+                    n.len() == 2
+                        && n.iter().all(|x| {
+                            x["reference"]
+                                .as_str()
+                                .is_some_and(|r| r.starts_with("ntp:"))
+                        })
+                });
+                Ok(done.then_some(r))
+            }
+        },
+    )
+    .await;
+    assert_eq!(report["reference"], "ntp", "{report}");
+    for (node, shift) in [("node-1", 0.0), ("node-2", 3.0)] {
+        let r = report["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["node"] == node)
+            .unwrap();
+        let offset = r["offsetSeconds"].as_f64().unwrap_or(0.0);
+        let bound = r["boundSeconds"].as_f64().unwrap();
+        assert!(
+            (offset - shift).abs() <= bound + 0.002,
+            "{node}: {offset} ± {bound} vs {shift}: {r}"
+        );
+        assert!(bound < 0.5, "{node}: {r}");
+    }
+    for p in procs.iter_mut() {
+        assert!(p.stop(Duration::from_secs(5)), "{} did not stop", p.name);
+    }
+}
