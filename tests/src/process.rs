@@ -238,7 +238,7 @@ pub fn chronyd(
     std::fs::write(
         &conf,
         format!(
-            "local stratum 10\nallow {ip}\nbindaddress {ip}\nport {port}\ncmdport 0\n\
+            "local stratum 10\nallow 127.0.0.0/8\nbindaddress {ip}\nport {port}\ncmdport 0\n\
              driftfile {d}/chrony-{port}.drift\npidfile {d}/chrony-{port}.pid\nlogdir {d}\n",
             d = dir.display()
         ),
