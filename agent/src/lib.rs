@@ -160,7 +160,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ntp_servers: args.ntp_servers.clone(),
         interval: args.clock_interval,
         burst: args.clock_burst as usize,
-        timeout: Duration::from_secs(1),
+        // A slow link still yields a measurement, with the wide bound it deserves.
+        timeout: Duration::from_secs(3),
     };
     tracing::info!(aggregator = %clock_cfg.aggregator, ntp = ?clock_cfg.ntp_servers, "measuring the node's clock");
     let clock_task = tokio::spawn(clock::run(clock_cfg, clock_tx));

@@ -53,6 +53,49 @@ pub struct MeshedPod {
     pub anchors: SpecAnchors,
     /// Problems met while reading the spec, in words.
     pub problems: Vec<String>,
+    /// The identity controller's flags, when the pod runs one (a container named `identity`).
+    pub identity_controller: Option<IdentityFlags>,
+}
+
+/// Flags of Linkerd's identity controller container, as written (Go durations).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IdentityFlags {
+    /// `-identity-clock-skew-allowance`.
+    pub clock_skew_allowance: String,
+    /// `-identity-issuance-lifetime`.
+    pub issuance_lifetime: String,
+}
+
+/// The identity controller's flags from its container's args (`-flag=value`, `--flag=value` or
+/// `-flag value`), when the pod has a container named `identity`.
+fn identity_flags(spec: &k8s_openapi::api::core::v1::PodSpec) -> Option<IdentityFlags> {
+    let c = spec.containers.iter().find(|c| c.name == "identity")?;
+    let args: Vec<&str> = c
+        .command
+        .iter()
+        .flatten()
+        .chain(c.args.iter().flatten())
+        .map(String::as_str)
+        .collect();
+    let value = |flag: &str| -> String {
+        for (i, a) in args.iter().enumerate() {
+            let name = a.trim_start_matches('-');
+            if !a.starts_with('-') {
+                continue;
+            }
+            if let Some(v) = name.strip_prefix(flag).and_then(|r| r.strip_prefix('=')) {
+                return v.to_string();
+            }
+            if name == flag {
+                return args.get(i + 1).map(|v| v.to_string()).unwrap_or_default();
+            }
+        }
+        String::new()
+    };
+    Some(IdentityFlags {
+        clock_skew_allowance: value("identity-clock-skew-allowance"),
+        issuance_lifetime: value("identity-issuance-lifetime"),
+    })
 }
 
 /// An owner reference.
@@ -188,6 +231,7 @@ pub fn meshed_pod(pod: &Pod) -> Option<MeshedPod> {
         });
 
     Some(MeshedPod {
+        identity_controller: identity_flags(spec),
         namespace: meta.namespace.clone().unwrap_or_default(),
         name: meta.name.clone().unwrap_or_default(),
         uid: meta.uid.clone().unwrap_or_default(),

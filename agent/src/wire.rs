@@ -88,5 +88,11 @@ pub fn pod_evidence(e: &PodEvidence) -> pb::PodEvidence {
         spec_problems: pod.problems.clone(),
         pod_template_hash: pod.pod_template_hash.clone(),
         mirror: pod.mirror,
+        identity_controller: pod.identity_controller.as_ref().map(|f| {
+            pb::IdentityControllerFlags {
+                clock_skew_allowance: f.clock_skew_allowance.clone(),
+                issuance_lifetime: f.issuance_lifetime.clone(),
+            }
+        }),
     }
 }

@@ -217,8 +217,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.stale_after,
         chrono::Utc::now(),
     )));
+    let delta = |d: Duration| chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX);
+    let mut settings = analysis::cluster::Settings::new(&args.linkerd_namespace);
+    settings.issuance_lifetime = delta(args.issuance_lifetime);
+    settings.allowance = delta(args.clock_skew_allowance);
+    settings.warn_before = delta(args.expiry_warning);
     {
-        let delta = |d: Duration| chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX);
         ingest::lock(&cluster).set_clock_settings(clock::ClockSettings {
             warn_s: args.clock_warn.as_secs_f64(),
             critical_s: args.clock_skew_allowance.as_secs_f64(),
@@ -240,7 +244,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(listen = %metrics_listener.local_addr()?, "metrics serving");
     {
         let cluster = cluster.clone();
-        let settings = analysis::cluster::Settings::new(&args.linkerd_namespace);
+        let settings = settings.clone();
         let app = axum::Router::new().route(
             "/metrics",
             axum::routing::get(move || {
@@ -249,7 +253,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 let settings = settings.clone();
                 async move {
                     let cluster = ingest::lock(&cluster);
-                    let (rows, _) = cluster.clock_rows(&settings, 0, chrono::Utc::now());
+                    let (rows, _, _) = cluster.clock_rows(&settings, 0, chrono::Utc::now());
                     let port = metrics::ClockPort {
                         answered: counters.answered.load(std::sync::atomic::Ordering::Relaxed),
                         dropped: counters.dropped.load(std::sync::atomic::Ordering::Relaxed),
@@ -329,11 +333,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .build_v1alpha()
         .context("cannot build the reflection service")?;
 
-    let delta = |d: Duration| chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX);
-    let mut settings = analysis::cluster::Settings::new(&args.linkerd_namespace);
-    settings.issuance_lifetime = delta(args.issuance_lifetime);
-    settings.allowance = delta(args.clock_skew_allowance);
-    settings.warn_before = delta(args.expiry_warning);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -193,6 +193,7 @@ pub fn records(
             };
             PodRecord {
                 mirror: false,
+                identity_controller: None,
                 namespace: link.namespace.clone(),
                 name: format!("gateway-{}-{address}", link.name),
                 uid: format!("link:{}/{address}", link.key()),

@@ -60,6 +60,8 @@ pub struct PodRecord {
     pub pod_template_hash: String,
     /// The pod mirrors a static pod (annotation `kubernetes.io/config.mirror`).
     pub mirror: bool,
+    /// linkerd-identity's flags, when this pod runs the identity controller.
+    pub identity_controller: Option<IdentityFlags>,
     /// Pod IP, as reported.
     pub pod_ip: String,
     /// Pod phase.
@@ -155,6 +157,16 @@ pub struct NodeRecord {
     pub stale: bool,
     /// Its clock, as its agent measures it.
     pub clock: NodeClockState,
+}
+
+/// Flags of linkerd-identity's controller that the analysis uses; `None` when not set (Linkerd's
+/// defaults apply) or not readable.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IdentityFlags {
+    /// `-identity-clock-skew-allowance`.
+    pub allowance: Option<chrono::TimeDelta>,
+    /// `-identity-issuance-lifetime`.
+    pub issuance_lifetime: Option<chrono::TimeDelta>,
 }
 
 /// A pod and its analysis.
@@ -361,24 +373,51 @@ impl Cluster {
         &self.clock_settings
     }
 
-    /// The node running linkerd-identity, from its pod.
-    pub fn identity_node(&self, settings: &Settings) -> Option<String> {
+    /// linkerd-identity's pod.
+    fn identity_record(&self, settings: &Settings) -> Option<&PodRecord> {
         self.pods()
             .find(|e| {
                 let (workload, _) = self.owners.resolve(&e.record);
                 is_identity_pod(&e.record, workload.as_ref(), settings)
             })
-            .map(|e| e.record.node.clone())
+            .map(|e| &e.record)
     }
 
-    /// The clock report's rows, with `history` recent offsets each.
+    /// The node running linkerd-identity, from its pod.
+    pub fn identity_node(&self, settings: &Settings) -> Option<String> {
+        self.identity_record(settings).map(|r| r.node.clone())
+    }
+
+    /// The settings with what linkerd-identity's own flags say, when its pod shows them: its
+    /// clock-skew allowance and issuance lifetime override the configured ones.
+    pub fn effective_settings(&self, settings: &Settings) -> Settings {
+        let mut s = settings.clone();
+        if let Some(f) = self
+            .identity_record(settings)
+            .and_then(|r| r.identity_controller.as_ref())
+        {
+            s.allowance = f.allowance.unwrap_or(s.allowance);
+            s.issuance_lifetime = f.issuance_lifetime.unwrap_or(s.issuance_lifetime);
+        }
+        s
+    }
+
+    /// The clock report's rows, with `history` recent offsets each, identity's node, and the
+    /// settings they were judged with (critical = identity's allowance, from its flags when
+    /// visible).
     pub fn clock_rows(
         &self,
         settings: &Settings,
         history: usize,
         now: DateTime<Utc>,
-    ) -> (Vec<ClockRow>, Option<String>) {
+    ) -> (Vec<ClockRow>, Option<String>, ClockSettings) {
         let identity = self.identity_node(settings);
+        let mut clock = self.clock_settings.clone();
+        clock.critical_s = self
+            .effective_settings(settings)
+            .allowance
+            .as_seconds_f64()
+            .max(0.0);
         let rows = clock_rows(
             self.nodes
                 .values()
@@ -386,9 +425,9 @@ impl Cluster {
             identity.as_deref(),
             history,
             now,
-            &self.clock_settings,
+            &clock,
         );
-        (rows, identity)
+        (rows, identity, clock)
     }
 
     /// The stream closed; the node stays, marked stale, until a new stream takes it.
@@ -795,7 +834,7 @@ impl Cluster {
                 )
             })
             .collect();
-        let mut settings = settings.clone();
+        let mut settings = self.effective_settings(settings);
         settings
             .extension_namespaces
             .extend(self.control_plane.extension_namespaces.iter().cloned());

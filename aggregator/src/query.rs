@@ -179,12 +179,9 @@ impl pb::query_server::Query for QueryService {
         let history = request.into_inner().history.min(10_000) as usize;
         let now = chrono::Utc::now();
         let cluster = lock(&self.cluster);
-        let (rows, identity) = cluster.clock_rows(&self.settings, history, now);
+        let (rows, identity, clock) = cluster.clock_rows(&self.settings, history, now);
         Ok(Response::new(wire::clock_report(
-            &rows,
-            identity,
-            cluster.clock_settings(),
-            now,
+            &rows, identity, &clock, now,
         )))
     }
 

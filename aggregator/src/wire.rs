@@ -156,6 +156,25 @@ pub fn pod_record(
         },
         pod_template_hash: e.pod_template_hash,
         mirror: e.mirror,
+        identity_controller: e.identity_controller.map(|f| {
+            let mut parse = |what: &str, text: &str| {
+                if text.is_empty() {
+                    return None;
+                }
+                let d =
+                    crate::time::from_go_duration(text).filter(|d| *d >= chrono::TimeDelta::zero());
+                if d.is_none() {
+                    problems.push(format!(
+                        "identity controller flag {what}={text:?} is not a duration"
+                    ));
+                }
+                d
+            };
+            crate::model::IdentityFlags {
+                allowance: parse("-identity-clock-skew-allowance", &f.clock_skew_allowance),
+                issuance_lifetime: parse("-identity-issuance-lifetime", &f.issuance_lifetime),
+            }
+        }),
         pod_ip: e.pod_ip,
         phase: e.phase,
         proxy_version: proxy.version,

@@ -15,6 +15,8 @@ enum Answer {
     /// From another socket (another address).
     FromElsewhere,
     Never,
+    /// Correctly, but the reply spends this long on the way back (a slow, lopsided link).
+    SlowReturn(Duration),
 }
 
 /// A server on `ip` answering every request as `answer` says; returns its address.
@@ -43,6 +45,9 @@ async fn server(ip: &str, answer: Answer) -> SocketAddr {
                 }
                 Answer::WrongOrigin => rep.origin = NtpTimestamp(rep.origin.0 ^ 0xffff),
                 _ => {}
+            }
+            if let Answer::SlowReturn(d) = answer {
+                tokio::time::sleep(d).await;
             }
             let sender = if matches!(answer, Answer::FromElsewhere) {
                 &other
@@ -82,6 +87,22 @@ async fn bad_replies_are_rejected_with_their_reason_and_never_give_a_sample() {
         assert_eq!((b.tried, b.accepted), (3, 0), "{why}");
         assert!(b.error.contains(why), "{why}: {}", b.error);
     }
+}
+
+#[tokio::test]
+async fn a_slow_lopsided_link_gives_a_wide_but_honest_bound() {
+    // The server is on our clock; its replies take 1.2 s back. The offset is off by about 0.6 s,
+    // and the bound says so.
+    let addr = server(
+        "127.0.40.7",
+        Answer::SlowReturn(Duration::from_millis(1200)),
+    )
+    .await;
+    let b = burst(&addr.to_string(), 123, 2, Duration::from_secs(3), true).await;
+    let s = b.best.expect("a sample");
+    assert!(s.offset_s > 0.5, "{s:?}");
+    assert!(s.offset_s.abs() <= s.bound_s, "{s:?}");
+    assert!(s.delay_s > 1.1, "{s:?}");
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ fn now() -> DateTime<Utc> {
 
 fn mk_pod(uid: &str, ip: Option<&str>) -> MeshedPod {
     MeshedPod {
+        identity_controller: None,
         namespace: "ns".into(),
         name: format!("pod-{uid}"),
         uid: uid.into(),

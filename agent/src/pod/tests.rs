@@ -216,3 +216,35 @@ fn static_pod_mirror_is_flagged_and_a_controlled_pod_is_not() {
     let pod = mk_pod(proxy, serde_json::json!([]));
     assert!(!meshed_pod(&pod).unwrap().mirror);
 }
+
+#[test]
+fn the_identity_controllers_flags_are_read_from_its_container_in_either_form() {
+    let pod = |args: serde_json::Value| -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "linkerd-identity-7f8d-x1", "namespace": "linkerd", "uid": "u1"},
+            "spec": {"nodeName": "n1", "serviceAccountName": "linkerd-identity", "containers": [
+                {"name": "identity", "image": "cr.l5d.io/linkerd/controller", "args": args},
+                {"name": "linkerd-proxy", "image": "cr.l5d.io/linkerd/proxy",
+                 "env": [{"name": "LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS", "value": "x"}]}
+            ]}
+        }))
+        .unwrap()
+    };
+    let m = meshed_pod(&pod(serde_json::json!([
+        "identity",
+        "-log-level=info",
+        "-identity-clock-skew-allowance=45s",
+        "--identity-issuance-lifetime",
+        "48h0m0s"
+    ])))
+    .unwrap();
+    assert_eq!(
+        m.identity_controller,
+        Some(IdentityFlags {
+            clock_skew_allowance: "45s".into(),
+            issuance_lifetime: "48h0m0s".into()
+        })
+    );
+    let m = meshed_pod(&pod(serde_json::json!(["identity"]))).unwrap();
+    assert_eq!(m.identity_controller, Some(IdentityFlags::default()));
+}

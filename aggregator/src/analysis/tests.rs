@@ -43,6 +43,7 @@ pub(super) fn mk_pod(spec_roots: &[&Ca], chain: Vec<Vec<u8>>) -> PodRecord {
         owners: vec![],
         pod_template_hash: String::new(),
         mirror: false,
+        identity_controller: None,
         pod_ip: "10.0.0.1".into(),
         phase: "Running".into(),
         proxy_version: "v".into(),

@@ -39,6 +39,7 @@ fn mk_pod(uid: &str, node: &str, root: &Ca, issuer: &Ca) -> PodRecord {
         owners: vec![],
         pod_template_hash: String::new(),
         mirror: false,
+        identity_controller: None,
         pod_ip: String::new(),
         phase: "Running".into(),
         proxy_version: String::new(),
@@ -562,4 +563,58 @@ fn bundle_change_and_passing_time_change_the_verdicts_of_pods_judged_alike() {
     c.tick(now() + chrono::Duration::hours(2));
     assert_eq!(verdict(&c, "p3"), vec![VerdictKind::LeafExpired]);
     assert!(c.revision() > r, "the expiry is a change a query shows");
+}
+
+#[test]
+fn identitys_own_allowance_flag_decides_clock_skew() {
+    use crate::clock::{Offset, Reading};
+    let root = Ca::root("root").unwrap();
+    let issuer = root.issuer("issuer", window(-60, 365 * 86_400)).unwrap();
+    let mut c = mk_cluster(&root, &issuer);
+    let mut identity = mk_pod("id", "n1", &root, &issuer);
+    identity.namespace = "linkerd".into();
+    identity.service_account = "linkerd-identity".into();
+    let s1 = c.open_stream();
+    c.replace_node("n1", s1, "v", vec![identity.clone()], now());
+    let s2 = c.open_stream();
+    c.replace_node(
+        "n2",
+        s2,
+        "v",
+        vec![mk_pod("w", "n2", &root, &issuer)],
+        now(),
+    );
+    let reading = |offset: f64| Reading {
+        received_at: now(),
+        aggregator: Offset {
+            offset_s: Some(offset),
+            bound_s: 0.001,
+            error: String::new(),
+        },
+        ..Reading::default()
+    };
+    assert!(c.node_clock("n1", s1, reading(0.0), now()));
+    assert!(c.node_clock("n2", s2, reading(-30.0), now()));
+    let settings = Settings::new("linkerd");
+    // Linkerd's default allowance, 20 s: n2 is skewed.
+    assert!(c.report(&settings, now()).has("CLOCK_SKEW", Some("n2")));
+    let (rows, _, clock) = c.clock_rows(&settings, 0, now());
+    assert_eq!(clock.critical_s, 20.0);
+    assert!(
+        rows.iter()
+            .any(|r| r.node == "n2" && r.level == crate::clock::Level::Critical)
+    );
+    // Identity runs with -identity-clock-skew-allowance=45s: 30 s is within it.
+    identity.identity_controller = Some(IdentityFlags {
+        allowance: Some(chrono::TimeDelta::seconds(45)),
+        issuance_lifetime: None,
+    });
+    c.replace_node("n1", s1, "v", vec![identity], now());
+    assert!(!c.report(&settings, now()).has("CLOCK_SKEW", Some("n2")));
+    let (rows, _, clock) = c.clock_rows(&settings, 0, now());
+    assert_eq!(clock.critical_s, 45.0);
+    assert!(
+        rows.iter()
+            .any(|r| r.node == "n2" && r.level == crate::clock::Level::Warn)
+    );
 }

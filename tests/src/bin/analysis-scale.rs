@@ -144,6 +144,7 @@ fn main() -> anyhow::Result<()> {
             owners: vec![],
             pod_template_hash: String::new(),
             mirror: false,
+            identity_controller: None,
             pod_ip: String::new(),
             phase: "Running".into(),
             proxy_version: String::new(),

@@ -154,6 +154,7 @@ pub fn input(m: &Materialised) -> ClusterInput {
                     _ => String::new(),
                 },
                 mirror: false,
+                identity_controller: None,
                 pod_ip: p.ip.map(|i| i.to_string()).unwrap_or_default(),
                 phase: "Running".into(),
                 proxy_version: m.linkerd.version.clone().unwrap_or_default(),

@@ -45,6 +45,7 @@ fn mk_pod(pki: &Pki, issuer: &Ca, ns: &str, pod: &str, sa: &str, issued_s: i64) 
     PodInput {
         record: PodRecord {
             mirror: false,
+            identity_controller: None,
             namespace: ns.into(),
             name: pod.into(),
             uid: format!("{ns}-{pod}"),
