@@ -538,6 +538,16 @@ impl Cluster {
         {
             n.pods.remove(&uid);
         }
+        // The same uid under another name (a confused or lying reporter): the old name no longer
+        // points at it, so no name ever resolves to another pod's evidence.
+        if let Some(old) = self.pods.get(&uid) {
+            let old_key = (old.record.namespace.clone(), old.record.name.clone());
+            if old_key != (record.namespace.clone(), record.name.clone())
+                && self.by_name.get(&old_key) == Some(&uid)
+            {
+                self.by_name.remove(&old_key);
+            }
+        }
         if let Some(n) = self.nodes.get_mut(&record.node) {
             n.pods.insert(uid.clone());
         }

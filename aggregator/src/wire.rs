@@ -22,6 +22,9 @@ pub enum EvidenceError {
     /// No pod reference or uid.
     #[error("pod evidence without a pod uid")]
     MissingUid,
+    /// A pod reference without a namespace or name.
+    #[error("pod evidence for uid {0:?} without a namespace or name")]
+    MissingName(String),
     /// The pod is on another node than the stream's.
     #[error("pod {pod} is reported on node {reported:?}, not on the stream's node {stream:?}")]
     WrongNode {
@@ -92,6 +95,9 @@ pub fn pod_record(
     let pod = e.pod.unwrap_or_default();
     if pod.uid.is_empty() {
         return Err(EvidenceError::MissingUid);
+    }
+    if pod.namespace.is_empty() || pod.name.is_empty() {
+        return Err(EvidenceError::MissingName(pod.uid));
     }
     if !e.node.is_empty() && e.node != node {
         return Err(EvidenceError::WrongNode {

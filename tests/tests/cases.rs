@@ -95,6 +95,9 @@ case_tests! {
 /// The folders of `ANCHORWATCH_EXTRA_CASES`, every file of each.
 #[test]
 fn extra_case_folders() {
+    // Every case runs, whatever fails before it; the failures are reported together, and the
+    // cases that ran are listed (run with --no-capture to see the list on success).
+    let mut failed = Vec::new();
     for dir in cases::dirs_from_env().into_iter().skip(1) {
         let files = cases::load_dir(&dir).unwrap_or_else(|e| panic!("{e:#}"));
         assert!(
@@ -103,7 +106,24 @@ fn extra_case_folders() {
             dir.display()
         );
         for (path, _) in files {
-            run_file(&path);
+            match std::panic::catch_unwind(|| run_file(&path)) {
+                Ok(()) => println!("PASS {}", path.display()),
+                Err(e) => {
+                    let why = e
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    println!("FAIL {}", path.display());
+                    failed.push(format!("{}:\n{why}", path.display()));
+                }
+            }
         }
     }
+    assert!(
+        failed.is_empty(),
+        "{} extra case file(s) failed:\n\n{}",
+        failed.len(),
+        failed.join("\n\n")
+    );
 }

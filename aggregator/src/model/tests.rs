@@ -618,3 +618,23 @@ fn identitys_own_allowance_flag_decides_clock_skew() {
             .any(|r| r.node == "n2" && r.level == crate::clock::Level::Warn)
     );
 }
+
+#[test]
+fn one_uid_under_two_names_never_lets_a_name_resolve_to_another_pods_evidence() {
+    let root = Ca::root("root").unwrap();
+    let issuer = root.issuer("issuer", window(-60, 86_400)).unwrap();
+    let mut c = mk_cluster(&root, &issuer);
+    let mut p1 = mk_pod("same", "n1", &root, &issuer);
+    p1.name = "p1".into();
+    let mut p15 = mk_pod("same", "n1", &root, &issuer);
+    p15.name = "p15".into();
+    let s = c.open_stream();
+    c.replace_node("n1", s, "v", vec![p1, p15], now());
+    assert!(c.pod("ns", "p1").is_none(), "p1's name must not show p15");
+    assert_eq!(
+        c.pod("ns", "p15").map(|e| e.record.name.as_str()),
+        Some("p15")
+    );
+    let names: Vec<&str> = c.pods().map(|e| e.record.name.as_str()).collect();
+    assert_eq!(names, vec!["p15"]);
+}

@@ -7,18 +7,6 @@ use tokio::io::AsyncBufReadExt;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let dir = tempfile::Builder::new()
-        .prefix("anchorwatch-sandbox-")
-        .tempdir()?;
-    let kube = KubeSim::start("127.0.0.1:0".parse()?).await?;
-    let kubeconfig = dir.path().join("kubeconfig");
-    kube.write_kubeconfig(&kubeconfig)?;
-    let scenario = scenario::Scenario::start(&kube, 10, scenario::rotation_pods()).await?;
-
-    let port = process::free_port()?;
-    let listen = format!("127.0.0.1:{port}");
-    let url = format!("http://{listen}");
     // `--skew node-3=-25s`: that node's agent runs under libfaketime with its clock shifted.
     let mut skews = std::collections::BTreeMap::new();
     let mut args = std::env::args().skip(1);
@@ -26,6 +14,12 @@ async fn main() -> anyhow::Result<()> {
         let value = match a.strip_prefix("--skew=") {
             Some(v) => v.to_string(),
             None if a == "--skew" => args.next().unwrap_or_default(),
+            None if a == "--help" || a == "-h" => {
+                println!(
+                    "usage: anchorwatch-sandbox [--skew NODE=SHIFT]...\n  --skew node-3=-25s   run that node's agent under libfaketime, its clock shifted"
+                );
+                return Ok(());
+            }
             None => anyhow::bail!(
                 "unknown argument {a:?}; usage: anchorwatch-sandbox [--skew NODE=SHIFT]..."
             ),
@@ -33,8 +27,56 @@ async fn main() -> anyhow::Result<()> {
         let Some((node, shift)) = value.split_once('=') else {
             anyhow::bail!("--skew wants NODE=SHIFT, e.g. node-3=-25s; got {value:?}");
         };
+        if !(1..=3).any(|n| scenario::node_name(n) == node) {
+            anyhow::bail!(
+                "--skew: the sandbox's nodes are node-1, node-2 and node-3, not {node:?}"
+            );
+        }
+        let ok = shift
+            .strip_prefix(['+', '-'])
+            .and_then(|n| n.strip_suffix(['s', 'm', 'h', 'd']))
+            .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+        if !ok {
+            anyhow::bail!(
+                "--skew {node}={shift}: give a signed whole number with a unit, e.g. -25s, +3s, +2m"
+            );
+        }
         skews.insert(node.to_string(), shift.to_string());
     }
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let dir = tempfile::Builder::new()
+        .prefix("anchorwatch-sandbox-")
+        .tempdir()?;
+    let kube = KubeSim::start("127.0.0.1:0".parse()?).await?;
+    let kubeconfig = dir.path().join("kubeconfig");
+    kube.write_kubeconfig(&kubeconfig)?;
+    let scenario = scenario::Scenario::start(&kube, 10, scenario::rotation_pods())
+        .await
+        .map_err(|e| {
+            e.context("cannot start the simulated proxies on 127.10.x.y:4191 (is another sandbox running?)")
+        })?;
+    // The Deployments and ReplicaSets behind the pods, as a cluster would hold them, so the plan
+    // resolves owners from real objects.
+    for p in &scenario.pods {
+        let Some((rs, _)) = p.name.rsplit_once('-') else {
+            continue;
+        };
+        let Some((deployment, _)) = rs.rsplit_once('-') else {
+            continue;
+        };
+        kube.apply_json(serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": deployment, "namespace": p.namespace, "uid": format!("uid-{deployment}")},
+            "spec": {"selector": {}, "template": {}, "paused": false}}))?;
+        kube.apply_json(serde_json::json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": rs, "namespace": p.namespace, "uid": format!("rs-{rs}"),
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment,
+                                     "uid": format!("uid-{deployment}"), "controller": true}]},
+            "spec": {"selector": {}, "template": {}}}))?;
+    }
+
+    let port = process::free_port()?;
+    let listen = format!("127.0.0.1:{port}");
+    let url = format!("http://{listen}");
     let mut procs = vec![process::aggregator(&kubeconfig, &listen, dir.path(), &[])?];
     for n in 1..=3 {
         let node = scenario::node_name(n);
