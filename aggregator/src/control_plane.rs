@@ -16,6 +16,8 @@ pub struct ControlPlane {
     pub linkerd_config: LinkerdConfig,
     /// Certificate blocks of the issuer Secret that do not parse.
     pub issuer_unreadable: usize,
+    /// The bundle's blocks that do not parse, when none does.
+    pub bundle_unreadable: Vec<String>,
     /// When the issuer Secret's certificate last changed: seen changing by the watch, or its
     /// last write recorded by the API server (managedFields) when first read; `None`: unknown.
     pub issuer_changed_at: Option<DateTime<Utc>>,

@@ -862,6 +862,7 @@ impl Cluster {
             trust: self.trust.clone(),
             linkerd_config: self.control_plane.linkerd_config.anchors().cloned(),
             issuer_unreadable: self.control_plane.issuer_unreadable,
+            bundle_unreadable: self.control_plane.bundle_unreadable.clone(),
             identity,
             nodes,
             pods,

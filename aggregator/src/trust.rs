@@ -155,6 +155,23 @@ pub fn read_issuer(
     IssuerState::Available(parsed.certs.clone())
 }
 
+/// CERTIFICATE blocks of the bundle that do not parse, when none does: the bundle is then
+/// unavailable, and these are reported as CERT_UNREADABLE of the ConfigMap.
+pub fn bundle_unreadable(
+    data: Option<&BTreeMap<String, String>>,
+    sources: &TrustSources,
+) -> Vec<String> {
+    let Some(text) = data.and_then(|d| d.get(&sources.key)) else {
+        return vec![];
+    };
+    let b = parse_pem_bundle(text);
+    if b.certs.is_empty() {
+        b.unreadable.iter().map(|u| u.to_string()).collect()
+    } else {
+        vec![]
+    }
+}
+
 /// Certificate blocks of the issuer Secret's certificate key that do not parse (CERT_UNREADABLE).
 pub fn issuer_unreadable(data: Option<&BTreeMap<String, Vec<u8>>>) -> usize {
     data.and_then(|d| ["crt.pem", "tls.crt"].iter().find_map(|k| d.get(*k)))

@@ -12,7 +12,8 @@ use crate::ingest::lock;
 use crate::model::Cluster;
 use crate::owners::{self, Catalog, OwnerIndex};
 use crate::trust::{
-    BundleState, IssuerState, TrustSources, issuer_unreadable, read_bundle, read_issuer,
+    BundleState, IssuerState, TrustSources, bundle_unreadable, issuer_unreadable, read_bundle,
+    read_issuer,
 };
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
@@ -31,14 +32,16 @@ pub async fn follow_bundle(
     let api: kube::Api<ConfigMap> = kube::Api::namespaced(client, &sources.namespace);
     let what = format!("ConfigMap {}", sources.bundle_source());
     follow_one(api, &sources.config_map, &what, |cm| {
-        let (state, rv) = match cm {
+        let (state, rv, unreadable) = match cm {
             Some(cm) => (
                 read_bundle(cm.data.as_ref(), &sources),
                 cm.metadata.resource_version.unwrap_or_default(),
+                bundle_unreadable(cm.data.as_ref(), &sources),
             ),
             None => (
                 BundleState::Unavailable(format!("{what} not found")),
                 String::new(),
+                vec![],
             ),
         };
         match &state {
@@ -51,9 +54,12 @@ pub async fn follow_bundle(
             BundleState::Unavailable(why) => warn!(%why, "trust bundle unavailable"),
             BundleState::Unknown => {}
         }
-        if lock(&cluster).set_bundle(state, rv, chrono::Utc::now()) {
+        let now = chrono::Utc::now();
+        let mut cluster = lock(&cluster);
+        if cluster.set_bundle(state, rv, now) {
             info!("trust bundle anchor set changed; all pods judged again");
         }
+        cluster.update_control_plane(now, |cp| cp.bundle_unreadable = unreadable);
     })
     .await
 }

@@ -165,6 +165,8 @@ pub struct ClusterInput {
     pub linkerd_config: Option<Arc<PemBundle>>,
     /// Certificate blocks of the issuer Secret that do not parse.
     pub issuer_unreadable: usize,
+    /// The bundle's blocks that do not parse, when none does (the bundle is then unavailable).
+    pub bundle_unreadable: Vec<String>,
     /// The identity controller.
     pub identity: IdentityInput,
     /// Nodes and their clocks.
@@ -387,6 +389,18 @@ pub fn analyse(input: &ClusterInput, verifier: &mut Verifier) -> Report {
             subject: Some(f.subject),
             severity: f.severity,
             detail: f.detail,
+            pods: vec![],
+        });
+    }
+    if bundle.is_none() && !input.bundle_unreadable.is_empty() {
+        findings.push(Finding {
+            name: "CERT_UNREADABLE",
+            subject: Some(trust_config::BUNDLE_SUBJECT.into()),
+            severity: Severity::Critical,
+            detail: format!(
+                "no certificate block of the bundle parses: {}",
+                input.bundle_unreadable.join("; ")
+            ),
             pods: vec![],
         });
     }

@@ -638,3 +638,39 @@ fn one_uid_under_two_names_never_lets_a_name_resolve_to_another_pods_evidence() 
     let names: Vec<&str> = c.pods().map(|e| e.record.name.as_str()).collect();
     assert_eq!(names, vec!["p15"]);
 }
+
+#[test]
+fn a_bundle_of_only_corrupt_blocks_is_cert_unreadable_and_escalates() {
+    let root = Ca::root("root").unwrap();
+    let issuer = root.issuer("issuer", window(-60, 365 * 86_400)).unwrap();
+    let mut c = mk_cluster(&root, &issuer);
+    let s = c.open_stream();
+    c.replace_node("n1", s, "v", vec![mk_pod("a", "n1", &root, &issuer)], now());
+    let sources = c.trust.sources.clone();
+    let data = BTreeMap::from([(
+        "ca-bundle.crt".to_string(),
+        "-----BEGIN CERTIFICATE-----\nnot%base64\n-----END CERTIFICATE-----\n".to_string(),
+    )]);
+    c.set_bundle(read_bundle(Some(&data), &sources), "2".into(), now());
+    let unreadable = crate::trust::bundle_unreadable(Some(&data), &sources);
+    assert_eq!(unreadable.len(), 1);
+    c.update_control_plane(now(), |cp| cp.bundle_unreadable = unreadable);
+    let r = c.report(&Settings::new("linkerd"), now());
+    assert!(
+        r.has(
+            "CERT_UNREADABLE",
+            Some("configmap/linkerd-identity-trust-roots")
+        ),
+        "{:?}",
+        r.findings
+    );
+    assert!(r.has(
+        "INCONCLUSIVE",
+        Some("configmap/linkerd-identity-trust-roots")
+    ));
+    assert!(
+        r.plan.restarts.is_empty() && r.plan.escalate,
+        "{:?}",
+        r.plan
+    );
+}

@@ -188,6 +188,16 @@ pub fn input(m: &Materialised) -> ClusterInput {
             .as_deref()
             .map(|t| Arc::new(parse_pem_bundle(t))),
         issuer_unreadable,
+        bundle_unreadable: m
+            .trust_roots
+            .as_deref()
+            .map(|t| {
+                anchorwatch_aggregator::trust::bundle_unreadable(
+                    Some(&BTreeMap::from([(KEY.to_string(), t.to_string())])),
+                    &sources,
+                )
+            })
+            .unwrap_or_default(),
         identity,
         nodes,
         pods,

@@ -42,6 +42,7 @@ fn plan_for(pods: Vec<(&str, Option<Workload>, WorkloadFacts)>) -> Plan {
         trust: mk_trust(&[&m.new_root], &m.new_issuer),
         linkerd_config: None,
         issuer_unreadable: 0,
+        bundle_unreadable: vec![],
         identity: IdentityInput::default(),
         nodes: BTreeMap::from([("node-1".to_string(), NodeClock::default())]),
         pods,

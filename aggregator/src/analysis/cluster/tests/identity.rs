@@ -103,6 +103,7 @@ fn mk_input(pki: &Pki, identity_issuer: Option<&Ca>, events: Vec<IdentityEvent>)
         trust,
         linkerd_config: None,
         issuer_unreadable: 0,
+        bundle_unreadable: vec![],
         identity: IdentityInput {
             node: Some("n1".into()),
             issuer: identity_issuer.map(|c| parse_der(&c.cert_der).unwrap().fingerprint),
