@@ -1,8 +1,8 @@
 //! Bench: how close the agent's clock measurement is to the truth, over loopback. A real
 //! `chronyd` serves NTP from a clock shifted by libfaketime (the injected offset); the agent's
 //! burst code measures it again and again. Reports the distribution of |measured − injected| and
-//! of the bounds, counts bound violations, and runs `sntp` (ntpsec's ntpdig) against the same
-//! server for comparison. Needs root (port 123), chronyd, libfaketime and sntp (.ci/setup).
+//! of the bounds, counts bound violations, and runs `sntp` (ntpsec's ntpdig) and a second
+//! `chronyd` (as a client, `-x`) against the same server for comparison. Needs root (port 123), chronyd, libfaketime and sntp (.ci/setup).
 //!
 //! Full size, by hand:  cargo build --release -p anchorwatch-agent --bin clock-accuracy &&
 //!                      target/release/clock-accuracy --samples 500
@@ -169,6 +169,48 @@ async fn main() -> anyhow::Result<()> {
             b,
             us((o - injected).abs())
         );
+    }
+    // chronyd's own view: a second chronyd (-x) as a client of the same server logs how far off
+    // it finds this machine's clock ("System clock wrong by X seconds", X = server − client).
+    let client_conf = dir.path().join("client.conf");
+    std::fs::write(
+        &client_conf,
+        format!(
+            "server {ip} iburst minpoll -2 maxpoll -2\nport 0\ncmdport 0\n\
+             driftfile {d}/cdrift\npidfile {d}/cpid\n",
+            ip = args.ip,
+            d = dir.path().display()
+        ),
+    )?;
+    let log = dir.path().join("client.log");
+    let _client = Stop(
+        Command::new("chronyd")
+            .args(["-d", "-x", "-u", "root", "-f"])
+            .arg(&client_conf)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .context("cannot start the client chronyd")?,
+    );
+    let mut chrony_view = None;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(rest) = text.split("System clock wrong by ").nth(1) {
+            chrony_view = rest
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<f64>().ok());
+            break;
+        }
+    }
+    match chrony_view {
+        Some(x) => println!(
+            "  chronyd as a client of the same server: offset {:+.6} s (error {:.1} us)",
+            -x,
+            us((-x - injected).abs())
+        ),
+        None => println!("  chronyd as a client of the same server: no estimate within 20 s"),
     }
     anyhow::ensure!(violations == 0, "the bound was violated {violations} times");
     anyhow::ensure!(failed * 10 <= args.samples, "{failed} bursts failed");
