@@ -271,6 +271,11 @@ pub async fn run(cfg: ClockConfig, tx: watch::Sender<Option<Arc<pb::NodeClock>>>
             }
             None => {}
         }
+        for n in &m.ntp {
+            if let Some(o) = n.offset.as_ref().filter(|o| o.offset_seconds.is_none()) {
+                warn!(server = %n.server, error = %o.error, "no usable reply from an NTP server");
+            }
+        }
         if tx.send(Some(Arc::new(m))).is_err() {
             return;
         }

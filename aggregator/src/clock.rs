@@ -154,10 +154,16 @@ impl NodeClockState {
         }
     }
 
-    /// A new reading; its offset joins the history.
+    /// A new reading; its offset joins the history. A step (the offset moved by more than a
+    /// second and far more than both bounds since the last point: the clock was set, or the
+    /// agent restarted on a fixed node) starts the history again, so no drift is fitted across it.
     pub fn apply(&mut self, r: Reading, s: &ClockSettings) {
         if let Some(o) = r.reference_offset() {
-            if o.reference != self.reference {
+            let stepped = self.history.last().is_some_and(|p| {
+                let jump = (o.offset_s - p.offset_s).abs();
+                jump > 1.0 && jump > 100.0 * (o.bound_s + p.bound_s)
+            });
+            if o.reference != self.reference || stepped {
                 self.history = History::new(s.window, s.max_points);
                 self.reference = o.reference.clone();
             }
@@ -278,6 +284,13 @@ pub fn rows<'a>(
                 (None, None) => Level::Unmeasured,
             };
             let problem = match (&current, &c.last) {
+                // NTP servers configured but none answered: measured against the aggregator.
+                (Some(o), Some(r)) if o.reference == "aggregator" && !r.ntp.is_empty() => {
+                    format!(
+                        "no NTP server answered ({}); offset to the aggregator instead",
+                        r.problem()
+                    )
+                }
                 (Some(_), _) => String::new(),
                 (None, None) => "no clock measurement received from this node's agent".into(),
                 (None, Some(r)) if *agent_stale || now - r.received_at > s.fresh_for => format!(

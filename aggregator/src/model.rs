@@ -837,6 +837,12 @@ impl Cluster {
                 (
                     n.name.clone(),
                     NodeClock {
+                        last_offset_s: n
+                            .clock
+                            .last
+                            .as_ref()
+                            .and_then(|r| r.reference_offset())
+                            .map(|o| o.offset_s),
                         offset_s: current.as_ref().map(|c| c.offset_s),
                         bound_s: current.map_or(0.0, |c| c.bound_s),
                         remote: None,

@@ -136,6 +136,9 @@ pub fn table(r: &pb::ClockReportResponse) -> String {
     let mut out = String::new();
     let reference = if r.reference == "ntp" {
         "NTP servers (true time)".to_string()
+    } else if r.reference == "mixed" {
+        "NTP servers for some nodes and the aggregator's clock for others (see each node's reference)"
+            .to_string()
     } else {
         "the aggregator's clock (relative skew only: no NTP server is configured)".to_string()
     };

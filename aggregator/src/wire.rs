@@ -502,7 +502,7 @@ pub fn clock_reading(c: pb::NodeClock, now: DateTime<Utc>) -> crate::clock::Read
         let o = o.unwrap_or_default();
         Offset {
             // A non-finite or absurd value is no measurement.
-            offset_s: o.offset_seconds.filter(|v| v.is_finite() && v.abs() < 1e9),
+            offset_s: o.offset_seconds.filter(|v| v.is_finite() && v.abs() < 1e11),
             bound_s: if o.bound_seconds.is_finite() {
                 o.bound_seconds.max(0.0)
             } else {
@@ -551,14 +551,19 @@ pub fn clock_report(
         _ => None,
     };
     let beyond = |f: Option<Forecast>| matches!(f, Some(Forecast::Beyond));
-    let ntp = rows.iter().any(|r| {
-        r.offset
-            .as_ref()
-            .is_some_and(|o| o.reference.starts_with("ntp:"))
-    });
+    let measured: Vec<bool> = rows
+        .iter()
+        .filter_map(|r| r.offset.as_ref())
+        .map(|o| o.reference.starts_with("ntp:"))
+        .collect();
+    let reference = match (measured.iter().any(|n| *n), measured.iter().all(|n| *n)) {
+        (true, true) => "ntp",
+        (true, false) => "mixed",
+        _ => "aggregator",
+    };
     pb::ClockReportResponse {
         at: Some(to_proto(now)),
-        reference: if ntp { "ntp" } else { "aggregator" }.into(),
+        reference: reference.into(),
         warn_seconds: settings.warn_s,
         critical_seconds: settings.critical_s,
         identity_node: identity_node.unwrap_or_default(),

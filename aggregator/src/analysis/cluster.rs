@@ -150,6 +150,9 @@ pub struct NodeClock {
     pub bound_s: f64,
     /// The linked cluster the node belongs to.
     pub remote: Option<String>,
+    /// The last offset measured, when `offset_s` is `None` because that measurement is no longer
+    /// fresh: a node last seen beyond the allowance stays held until measured again.
+    pub last_offset_s: Option<f64>,
 }
 
 /// Everything the analysis reads.
@@ -1048,8 +1051,30 @@ fn plan_with_repeats(ctx: &PlanContext<'_>) -> Plan {
             kind: "Pod".into(),
             name: p.record.name.clone(),
         });
+        let clock = input.nodes.get(node);
+        let offset = clock.and_then(|c| c.offset_s);
         if ctx.skewed.contains(node) || behind(node) {
-            plan.held.push(Held { target, reason: format!("runs on node {node}, whose clock is beyond the allowance: a new pod there rejects fresh leaves") });
+            let why = match offset {
+                Some(o) if o > 0.0 => format!(
+                    "{o:+.3} s ahead: its proxies see leaves expire early and pods it starts get misdated evidence"
+                ),
+                _ => "behind: a new pod there rejects fresh leaves as not yet valid".to_string(),
+            };
+            plan.held.push(Held {
+                target,
+                reason: format!("runs on node {node}, whose clock is beyond the allowance, {why}"),
+            });
+            continue;
+        }
+        if let Some(last) = clock
+            .filter(|c| c.offset_s.is_none())
+            .and_then(|c| c.last_offset_s)
+            .filter(|o| o.abs() > s.allowance.as_seconds_f64())
+        {
+            plan.held.push(Held {
+                target,
+                reason: format!("runs on node {node}, whose clock was last measured {last:+.3} s off, beyond the allowance, and is not measured now: a stopped agent is no sign the clock was fixed"),
+            });
             continue;
         }
         if ctx

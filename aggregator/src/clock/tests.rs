@@ -120,3 +120,47 @@ fn a_new_reference_restarts_the_history() {
     c.apply(reading(t(6), Some(1.0), Some(0.0)), &s);
     assert_eq!(c.history.points().count(), 1);
 }
+
+#[test]
+fn a_clock_step_restarts_the_history_so_no_drift_is_fitted_across_it() {
+    let s = ClockSettings::default();
+    let mut c = NodeClockState::new(&s);
+    for i in 0..10 {
+        c.apply(reading(t(i), Some(-25.0), None), &s);
+    }
+    // chrony set the clock: the offset jumps to zero.
+    c.apply(reading(t(10), Some(0.0), None), &s);
+    assert_eq!(c.history.points().count(), 1);
+    for i in 11..14 {
+        c.apply(reading(t(i), Some(0.0), None), &s);
+    }
+    let d = c.drift().unwrap();
+    assert!(d.ppm.abs() < 1.0, "{d:?}");
+    // Small wander is not a step.
+    c.apply(reading(t(15), Some(0.01), None), &s);
+    assert_eq!(c.history.points().count(), 5);
+}
+
+#[test]
+fn configured_ntp_servers_that_fail_are_said_while_the_aggregator_stands_in() {
+    let s = ClockSettings::default();
+    let mut c = NodeClockState::new(&s);
+    let mut r = reading(t(0), Some(0.2), None);
+    r.ntp = vec![NtpReading {
+        server: "127.0.0.1:9".into(),
+        offset: Offset {
+            offset_s: None,
+            bound_s: 0.0,
+            error: "timeout".into(),
+        },
+        root_distance_s: 0.0,
+    }];
+    c.apply(r, &s);
+    let rows = rows([("n1", &c, false)], None, 0, t(1), &s);
+    assert_eq!(rows[0].offset.as_ref().unwrap().reference, "aggregator");
+    assert!(
+        rows[0].problem.contains("ntp 127.0.0.1:9: timeout"),
+        "{}",
+        rows[0].problem
+    );
+}

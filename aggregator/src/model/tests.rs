@@ -674,3 +674,46 @@ fn a_bundle_of_only_corrupt_blocks_is_cert_unreadable_and_escalates() {
         r.plan
     );
 }
+
+#[test]
+fn a_node_last_measured_beyond_the_allowance_stays_held_when_its_agent_stops() {
+    use crate::clock::{Offset, Reading};
+    let root = Ca::root("root").unwrap();
+    let other = Ca::root("other").unwrap();
+    let issuer = root.issuer("issuer", window(-60, 365 * 86_400)).unwrap();
+    let mut c = mk_cluster(&root, &issuer);
+    let mut pod = mk_pod("a", "n1", &root, &issuer);
+    pod.owners = vec!["ReplicaSet/web-5d8f".into()];
+    pod.pod_template_hash = "5d8f".into();
+    pod.spec_anchors = SpecAnchorsEvidence::Pem(Arc::new(parse_pem_bundle(&other.cert_pem)));
+    let s = c.open_stream();
+    c.replace_node("n1", s, "v", vec![pod], now());
+    let reading = Reading {
+        received_at: now(),
+        aggregator: Offset {
+            offset_s: Some(-30.0),
+            bound_s: 0.001,
+            error: String::new(),
+        },
+        ..Reading::default()
+    };
+    assert!(c.node_clock("n1", s, reading, now()));
+    let settings = Settings::new("linkerd");
+    assert!(c.report(&settings, now()).has("CLOCK_SKEW", Some("n1")));
+    // The agent stops: the clock is unknown, not fixed.
+    c.disconnect("n1", s, now());
+    let r = c.report(&settings, now());
+    assert!(!r.has("CLOCK_SKEW", Some("n1")));
+    assert!(r.plan.restarts.is_empty(), "{:?}", r.plan);
+    let held = r
+        .plan
+        .held
+        .iter()
+        .find(|h| h.target.name == "web")
+        .expect("still held");
+    assert!(
+        held.reason.contains("last measured -30.000 s"),
+        "{}",
+        held.reason
+    );
+}

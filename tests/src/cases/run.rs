@@ -105,6 +105,7 @@ pub fn input(m: &Materialised) -> ClusterInput {
                     offset_s: spec.offset_s,
                     bound_s: 0.0,
                     remote: spec.remote.clone(),
+                    last_offset_s: None,
                 },
             )
         })

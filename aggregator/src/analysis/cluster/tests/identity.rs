@@ -118,6 +118,7 @@ fn mk_input(pki: &Pki, identity_issuer: Option<&Ca>, events: Vec<IdentityEvent>)
                 offset_s: Some(0.0),
                 bound_s: 0.01,
                 remote: None,
+                last_offset_s: None,
             },
         )]),
         pods: vec![
