@@ -25,9 +25,12 @@ struct Args {
     /// Loopback address the server listens on (port 123, so that sntp can query it).
     #[arg(long, default_value = "127.0.60.1")]
     ip: String,
-    /// sntp queries to compare with.
+    /// sntp queries to compare with (sntp asks port 123 only).
     #[arg(long, default_value_t = 5)]
     sntp: usize,
+    /// The server's UDP port (123 needs root; sntp needs 123).
+    #[arg(long, default_value_t = 123)]
+    port: u16,
 }
 
 struct Stop(Child);
@@ -64,9 +67,10 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(
         &conf,
         format!(
-            "local stratum 10\nallow 127.0.0.0/8\nbindaddress {ip}\nport 123\ncmdport 0\n\
+            "local stratum 10\nallow 127.0.0.0/8\nbindaddress {ip}\nport {port}\ncmdport 0\n\
              driftfile {d}/drift\npidfile {d}/pid\nlogdir {d}\n",
             ip = args.ip,
+            port = args.port,
             d = dir.path().display()
         ),
     )?;
@@ -83,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
             .spawn()
             .context("cannot start chronyd")?,
     );
-    let server = format!("{}:123", args.ip);
+    let server = format!("{}:{}", args.ip, args.port);
     let timeout = Duration::from_millis(500);
     // Wait (bounded) until the server answers.
     let mut ready = false;
@@ -176,9 +180,10 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(
         &client_conf,
         format!(
-            "server {ip} iburst minpoll -2 maxpoll -2\nport 0\ncmdport 0\n\
+            "server {ip} port {port} iburst minpoll -2 maxpoll -2\nport 0\ncmdport 0\n\
              driftfile {d}/cdrift\npidfile {d}/cpid\n",
             ip = args.ip,
+            port = args.port,
             d = dir.path().display()
         ),
     )?;
