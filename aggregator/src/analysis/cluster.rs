@@ -753,6 +753,17 @@ fn clock_skew(input: &ClusterInput, findings: &mut Vec<Finding>) -> BTreeSet<Str
             }
         }
     }
+    // Name the pods on each skewed node: they are the ones its clock affects.
+    for f in findings.iter_mut().filter(|f| f.name == "CLOCK_SKEW") {
+        if let Some(node) = &f.subject {
+            f.pods = input
+                .pods
+                .iter()
+                .filter(|p| p.remote.is_none() && &p.record.node == node)
+                .map(|p| pod_key(&p.record))
+                .collect();
+        }
+    }
     skewed
 }
 

@@ -530,6 +530,12 @@ fn a_workload_with_several_pods_on_a_skewed_node_is_held_once_and_the_node_is_me
     );
     let r = c.report(&settings, now());
     assert!(r.has("CLOCK_SKEW", Some("n1")), "{:?}", r.findings);
+    let skew = r.findings.iter().find(|f| f.name == "CLOCK_SKEW").unwrap();
+    assert_eq!(
+        skew.pods,
+        vec!["ns/pod-a", "ns/pod-b"],
+        "the pods on the node"
+    );
     assert!(!r.has("INCONCLUSIVE", Some("n1")));
     let held: Vec<String> = r.plan.held.iter().map(|h| h.target.to_string()).collect();
     assert_eq!(held, vec!["ns/Deployment/web"], "{:?}", r.plan);
