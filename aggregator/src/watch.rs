@@ -152,31 +152,18 @@ pub async fn follow_identity_events(
     let api: kube::Api<Event> = kube::Api::namespaced(client, &namespace);
     let cfg = watcher::Config::default()
         .fields("involvedObject.kind=Deployment,involvedObject.name=linkerd-identity");
-    let mut events = watcher(api, cfg).default_backoff().boxed();
-    let mut listed: Vec<(String, IdentityEvent)> = Vec::new();
-    while let Some(event) = events.next().await {
+    follow_list(api, cfg, "linkerd-identity events", identity_event, |change| {
         let now = chrono::Utc::now();
-        match event {
-            Ok(watcher::Event::Apply(e)) => {
-                if let Some((name, ev)) = identity_event(&e) {
-                    info!(reason = ev.kind.reason(), message = %ev.message, "linkerd-identity issuer event");
-                    lock(&cluster)
-                        .update_control_plane(now, |cp| cp.identity_events.apply(&name, ev));
-                }
+        lock(&cluster).update_control_plane(now, |cp| match change {
+            Change::Listed(all) => cp.identity_events.replace(all),
+            Change::Applied((name, ev)) => {
+                info!(reason = ev.kind.reason(), message = %ev.message, "linkerd-identity issuer event");
+                cp.identity_events.apply(&name, ev);
             }
-            Ok(watcher::Event::Delete(e)) => {
-                let name = e.metadata.name.unwrap_or_default();
-                lock(&cluster).update_control_plane(now, |cp| cp.identity_events.delete(&name));
-            }
-            Ok(watcher::Event::Init) => listed.clear(),
-            Ok(watcher::Event::InitApply(e)) => listed.extend(identity_event(&e)),
-            Ok(watcher::Event::InitDone) => {
-                let all = std::mem::take(&mut listed);
-                lock(&cluster).update_control_plane(now, |cp| cp.identity_events.replace(all));
-            }
-            Err(e) => warn!(error = %e, "watch of linkerd-identity events failed; retrying"),
-        }
-    }
+            Change::Deleted((name, _)) => cp.identity_events.delete(&name),
+        });
+    })
+    .await
 }
 
 /// An Event as an issuer event, with its object name; `None` for other reasons.
@@ -221,16 +208,61 @@ async fn follow_one<K>(
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
 {
     let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    follow_list(
+        api,
+        cfg,
+        what,
+        |o: &K| Some(o.clone()),
+        |change| match change {
+            Change::Listed(mut objects) => on_change(objects.pop()),
+            Change::Applied(o) => on_change(Some(o)),
+            Change::Deleted(_) => on_change(None),
+        },
+    )
+    .await
+}
+
+/// What a watch reports, objects already mapped: a (re)list arrives whole, when complete, so
+/// those it feeds never see half of one.
+enum Change<T> {
+    /// Everything there is, after a (re)list.
+    Listed(Vec<T>),
+    /// Added or changed.
+    Applied(T),
+    /// Deleted.
+    Deleted(T),
+}
+
+/// Watches `api` with `cfg` until the watch ends for good, maps each object with `map` (objects
+/// it maps to `None` are ignored; during a list only the mapped values are kept, not the
+/// objects) and hands the changes to `on_change`. Retries with backoff on errors.
+async fn follow_list<K, T>(
+    api: kube::Api<K>,
+    cfg: watcher::Config,
+    what: &str,
+    map: impl Fn(&K) -> Option<T>,
+    mut on_change: impl FnMut(Change<T>),
+) where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
     let mut events = watcher(api, cfg).default_backoff().boxed();
-    let mut listed: Option<K> = None;
+    let mut listing: Vec<T> = Vec::new();
     while let Some(event) = events.next().await {
         match event {
-            Ok(watcher::Event::Apply(obj)) => on_change(Some(obj)),
-            Ok(watcher::Event::Delete(_)) => on_change(None),
-            Ok(watcher::Event::Init) => listed = None,
-            Ok(watcher::Event::InitApply(obj)) => listed = Some(obj),
-            Ok(watcher::Event::InitDone) => on_change(listed.take()),
-            Err(e) => warn!(error = %e, object = %what, "watch failed; retrying"),
+            Ok(watcher::Event::Init) => listing.clear(),
+            Ok(watcher::Event::InitApply(o)) => listing.extend(map(&o)),
+            Ok(watcher::Event::InitDone) => on_change(Change::Listed(std::mem::take(&mut listing))),
+            Ok(watcher::Event::Apply(o)) => {
+                if let Some(t) = map(&o) {
+                    on_change(Change::Applied(t));
+                }
+            }
+            Ok(watcher::Event::Delete(o)) => {
+                if let Some(t) = map(&o) {
+                    on_change(Change::Deleted(t));
+                }
+            }
+            Err(e) => warn!(error = %e, watch = %what, "watch failed; retrying"),
         }
     }
 }
@@ -240,35 +272,23 @@ async fn follow_one<K>(
 pub async fn follow_extension_namespaces(client: kube::Client, cluster: Arc<Mutex<Cluster>>) {
     let api: kube::Api<Namespace> = kube::Api::all(client);
     let cfg = watcher::Config::default().labels("linkerd.io/extension");
-    let mut events = watcher(api, cfg).default_backoff().boxed();
-    let mut listed = std::collections::BTreeSet::new();
-    while let Some(event) = events.next().await {
+    let name = |ns: &Namespace| ns.metadata.name.clone();
+    follow_list(api, cfg, "extension namespaces", name, |change| {
         let now = chrono::Utc::now();
-        match event {
-            Ok(watcher::Event::Apply(ns)) => {
-                let name = ns.metadata.name.unwrap_or_default();
-                lock(&cluster).update_control_plane(now, |cp| {
-                    cp.extension_namespaces.insert(name);
-                });
-            }
-            Ok(watcher::Event::Delete(ns)) => {
-                let name = ns.metadata.name.unwrap_or_default();
-                lock(&cluster).update_control_plane(now, |cp| {
-                    cp.extension_namespaces.remove(&name);
-                });
-            }
-            Ok(watcher::Event::Init) => listed.clear(),
-            Ok(watcher::Event::InitApply(ns)) => {
-                listed.insert(ns.metadata.name.unwrap_or_default());
-            }
-            Ok(watcher::Event::InitDone) => {
-                let all = std::mem::take(&mut listed);
-                info!(namespaces = ?all, "extension namespaces listed");
-                lock(&cluster).update_control_plane(now, |cp| cp.extension_namespaces = all);
-            }
-            Err(e) => warn!(error = %e, "watch of extension namespaces failed; retrying"),
+        if let Change::Listed(all) = &change {
+            info!(namespaces = ?all, "extension namespaces listed");
         }
-    }
+        lock(&cluster).update_control_plane(now, |cp| match change {
+            Change::Listed(all) => cp.extension_namespaces = all.into_iter().collect(),
+            Change::Applied(name) => {
+                cp.extension_namespaces.insert(name);
+            }
+            Change::Deleted(name) => {
+                cp.extension_namespaces.remove(&name);
+            }
+        });
+    })
+    .await
 }
 
 /// Follows the workload objects the plan resolves pod owners with, until the watches end for
@@ -324,43 +344,34 @@ async fn follow_catalog<K, T>(
     // Served from the API server's watch cache: a full list of every ReplicaSet at 5,000 nodes
     // need not be a quorum read of etcd.
     let cfg = watcher::Config::default().any_semantic();
-    let mut events = watcher(api, cfg).default_backoff().boxed();
-    let mut listing: Vec<(String, String, T)> = Vec::new();
-    let key = |o: &K| {
+    let entry = |o: &K| {
         let m = o.meta();
-        (
+        Some((
             m.namespace.clone().unwrap_or_default(),
             m.name.clone().unwrap_or_default(),
-        )
+            fact(o),
+        ))
     };
-    while let Some(event) = events.next().await {
+    follow_list(api, cfg, what, entry, |change| {
         let now = chrono::Utc::now();
-        match event {
-            Ok(watcher::Event::Init) => listing.clear(),
-            Ok(watcher::Event::InitApply(o)) => {
-                let (ns, name) = key(&o);
-                listing.push((ns, name, fact(&o)));
-            }
-            Ok(watcher::Event::InitDone) => {
-                let objects = std::mem::take(&mut listing);
+        let mut cluster = lock(&cluster);
+        match change {
+            Change::Listed(objects) => {
                 let count = objects.len();
-                lock(&cluster).update_owners(|i| catalog(i).replace_all(objects), now);
+                cluster.update_owners(|i| catalog(i).replace_all(objects), now);
                 info!(kind = what, count, "listed");
             }
-            Ok(watcher::Event::Apply(o)) => {
-                let (ns, name) = key(&o);
-                let fact = fact(&o);
-                if lock(&cluster).update_owners(|i| catalog(i).apply(&ns, &name, fact), now) {
+            Change::Applied((ns, name, fact)) => {
+                if cluster.update_owners(|i| catalog(i).apply(&ns, &name, fact), now) {
                     debug!(kind = what, namespace = %ns, %name, "workload changed");
                 }
             }
-            Ok(watcher::Event::Delete(o)) => {
-                let (ns, name) = key(&o);
-                if lock(&cluster).update_owners(|i| catalog(i).delete(&ns, &name), now) {
+            Change::Deleted((ns, name, _)) => {
+                if cluster.update_owners(|i| catalog(i).delete(&ns, &name), now) {
                     debug!(kind = what, namespace = %ns, %name, "workload deleted");
                 }
             }
-            Err(e) => warn!(error = %e, kind = what, "watch failed; retrying"),
         }
-    }
+    })
+    .await
 }
