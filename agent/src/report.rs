@@ -173,7 +173,7 @@ impl Stream {
             kind: Some(pb::agent_message::Kind::Snapshot(pb::NodeSnapshot {
                 node: self.node.clone(),
                 seq: self.seq,
-                sent_at: Some(crate::time::to_proto(chrono::Utc::now())),
+                sent_at: Some(crate::time::to_proto(crate::time::now())),
                 agent_version: env!("CARGO_PKG_VERSION").to_string(),
                 pods: view
                     .pods
@@ -217,7 +217,7 @@ impl Stream {
             kind: Some(pb::agent_message::Kind::Delta(pb::NodeDelta {
                 node: self.node.clone(),
                 seq: self.seq,
-                sent_at: Some(crate::time::to_proto(chrono::Utc::now())),
+                sent_at: Some(crate::time::to_proto(crate::time::now())),
                 upserted,
                 removed_uids,
             })),
@@ -229,7 +229,7 @@ impl Stream {
         let msg = pb::AgentMessage {
             kind: Some(pb::agent_message::Kind::Heartbeat(pb::Heartbeat {
                 node: self.node.clone(),
-                sent_at: Some(crate::time::to_proto(chrono::Utc::now())),
+                sent_at: Some(crate::time::to_proto(crate::time::now())),
                 clock: clock.cloned(),
             })),
         };

@@ -126,7 +126,7 @@ impl IngestService {
         async {
             info!(pods = snapshot.pods.len(), agent = %snapshot.agent_version, "agent connected");
             let result = self.serve(&node, stream, snapshot, &mut inbound, tx).await;
-            lock(&self.cluster).disconnect(&node, stream, chrono::Utc::now());
+            lock(&self.cluster).disconnect(&node, stream, crate::time::now());
             info!("agent disconnected");
             result
         }
@@ -144,7 +144,7 @@ impl IngestService {
     ) -> Result<(), Status> {
         let seq = snapshot.seq;
         let pods = decode(snapshot.pods, node, &self.interner);
-        let now = chrono::Utc::now();
+        let now = crate::time::now();
         {
             let mut cluster = lock(&self.cluster);
             cluster.replace_node(node, stream, &snapshot.agent_version, pods, now);
@@ -154,7 +154,7 @@ impl IngestService {
         }
         ack(tx, seq).await?;
         while let Some(msg) = self.next(inbound).await? {
-            let now = chrono::Utc::now();
+            let now = crate::time::now();
             match msg.kind {
                 Some(pb::agent_message::Kind::Snapshot(s)) => {
                     check_node(&s.node, node)?;
@@ -219,7 +219,7 @@ fn decode(
     node: &str,
     interner: &Mutex<wire::Interner>,
 ) -> Vec<PodRecord> {
-    let now = chrono::Utc::now();
+    let now = crate::time::now();
     let mut interner = interner.lock().unwrap_or_else(|p| p.into_inner());
     pods.into_iter()
         .filter_map(|p| match wire::pod_record(p, node, now, &mut interner) {

@@ -215,7 +215,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let cluster = Arc::new(Mutex::new(model::Cluster::new(
         trust::Trust::new(sources.clone()),
         args.stale_after,
-        chrono::Utc::now(),
+        crate::time::now(),
     )));
     let delta = |d: Duration| chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX);
     let mut settings = analysis::cluster::Settings::new(&args.linkerd_namespace);
@@ -253,7 +253,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 let settings = settings.clone();
                 async move {
                     let cluster = ingest::lock(&cluster);
-                    let (rows, _, _) = cluster.clock_rows(&settings, 0, chrono::Utc::now());
+                    let (rows, _, _) = cluster.clock_rows(&settings, 0, crate::time::now());
                     let port = metrics::ClockPort {
                         answered: counters.answered.load(std::sync::atomic::Ordering::Relaxed),
                         dropped: counters.dropped.load(std::sync::atomic::Ordering::Relaxed),
@@ -308,7 +308,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let mut every = tokio::time::interval(interval);
         loop {
             every.tick().await;
-            ingest::lock(&ticker).tick(chrono::Utc::now());
+            ingest::lock(&ticker).tick(crate::time::now());
         }
     });
 

@@ -171,7 +171,6 @@ pub fn render_clock(rows: &[Row], port: ClockPort) -> String {
 mod tests {
     use super::*;
     use crate::clock::{ClockSettings, NodeClockState, Offset, Reading, rows};
-    use chrono::Utc;
 
     #[test]
     fn gauges_per_node_with_escaped_labels_and_only_what_is_known() {
@@ -179,7 +178,7 @@ mod tests {
         let mut measured = NodeClockState::new(&s);
         measured.apply(
             Reading {
-                received_at: Utc::now(),
+                received_at: crate::time::now(),
                 aggregator: Offset {
                     offset_s: Some(-25.0),
                     bound_s: 0.0005,
@@ -194,7 +193,7 @@ mod tests {
             [("n\"1", &measured, false), ("n2", &never, false)],
             Some("n2"),
             0,
-            Utc::now(),
+            crate::time::now(),
             &s,
         );
         let text = render_clock(

@@ -62,7 +62,7 @@ impl QueryService {
 
     fn summarise(cluster: &mut Cluster, settings: &Settings) -> pb::ClusterSummary {
         let chains_to = cluster.issuer_anchors();
-        let report = cluster.report(settings, chrono::Utc::now());
+        let report = cluster.report(settings, crate::time::now());
         let s = cluster.summary();
         pb::ClusterSummary {
             bundle: Some(wire::trust_bundle(&cluster.trust)),
@@ -177,7 +177,7 @@ impl pb::query_server::Query for QueryService {
         request: Request<pb::ClockReportRequest>,
     ) -> Result<Response<pb::ClockReportResponse>, Status> {
         let history = request.into_inner().history.min(10_000) as usize;
-        let now = chrono::Utc::now();
+        let now = crate::time::now();
         let cluster = lock(&self.cluster);
         let (rows, identity, clock) = cluster.clock_rows(&self.settings, history, now);
         Ok(Response::new(wire::clock_report(
@@ -267,7 +267,7 @@ mod tests {
             key: "ca-bundle.crt".into(),
             secret: "linkerd-identity-issuer".into(),
         };
-        let now = chrono::Utc::now();
+        let now = crate::time::now();
         let mut c = Cluster::new(
             Trust::new(sources.clone()),
             std::time::Duration::from_secs(60),
@@ -292,7 +292,7 @@ mod tests {
         assert_eq!(svc.summary_now(), first);
         assert_eq!(lock(&cluster).revision(), revision);
 
-        lock(&cluster).update_control_plane(chrono::Utc::now(), |cp| {
+        lock(&cluster).update_control_plane(crate::time::now(), |cp| {
             cp.identity_events.apply(
                 "e1",
                 IdentityEvent {

@@ -94,6 +94,54 @@ where
     }
 }
 
+/// Agents for `nodes`, each under libfaketime at its shift when it has one.
+fn shifted_agents(
+    c: &Cluster,
+    url: &str,
+    nodes: &[(&str, Option<&str>)],
+    extra: &[&str],
+) -> Vec<Proc> {
+    nodes
+        .iter()
+        .map(|(node, shift)| {
+            let env = match shift {
+                Some(s) => process::faketime(s).unwrap(),
+                None => vec![],
+            };
+            process::agent_with_env(&c.kubeconfig, node, url, c.dir.path(), extra, env).unwrap()
+        })
+        .collect()
+}
+
+/// Polls `Query/ClockReport` (with `history` offsets per node) until `done` holds for its rows.
+async fn clock_report_until(
+    addr: &str,
+    what: &str,
+    limit: Duration,
+    history: u32,
+    done: fn(&[Value]) -> bool,
+) -> Value {
+    eventually(limit, what, || async move {
+        let r = call(
+            addr,
+            "anchorwatch.v1.Query/ClockReport",
+            serde_json::json!({ "history": history }),
+        )
+        .await?;
+        Ok(r["nodes"].as_array().is_some_and(|n| done(n)).then_some(r))
+    })
+    .await
+}
+
+/// The report's row for `node`.
+fn clock_row(report: &Value, node: &str) -> Value {
+    report["nodes"]
+        .as_array()
+        .and_then(|n| n.iter().find(|x| x["node"] == node))
+        .cloned()
+        .unwrap_or_else(|| panic!("no row for {node}: {report}"))
+}
+
 /// Verdicts per pod as `KIND` or `KIND:reason` (for chain and probe verdicts), sorted.
 fn verdicts_by_pod(list: &Value) -> BTreeMap<String, Vec<String>> {
     let mut out = BTreeMap::new();
@@ -879,38 +927,22 @@ async fn clock_skew_is_measured_and_a_node_behind_identity_is_held() {
         )
         .unwrap(),
     ];
-    for (node, shift) in [
-        ("node-1", None),
-        ("node-2", Some("+3s")),
-        ("node-3", Some("-25s")),
-    ] {
-        let env = match shift {
-            Some(s) => process::faketime(s).unwrap(),
-            None => vec![],
-        };
-        procs.push(
-            process::agent_with_env(&c.kubeconfig, node, &url, c.dir.path(), &[], env).unwrap(),
-        );
-    }
-    let report = eventually(
-        Duration::from_secs(30),
+    procs.extend(shifted_agents(
+        &c,
+        &url,
+        &[
+            ("node-1", None),
+            ("node-2", Some("+3s")),
+            ("node-3", Some("-25s")),
+        ],
+        &[],
+    ));
+    let report = clock_report_until(
+        &addr,
         "every node's clock measured",
-        || {
-            let addr = addr.clone();
-            async move {
-                let r = call(
-                    &addr,
-                    "anchorwatch.v1.Query/ClockReport",
-                    serde_json::json!({"history": 10}),
-                )
-                .await?;
-                let measured = r["nodes"]
-                    .as_array()
-                    .map(|n| n.len() == 3 && n.iter().all(|x| x.get("offsetSeconds").is_some()))
-                    .unwrap_or(false);
-                Ok(measured.then_some(r))
-            }
-        },
+        Duration::from_secs(30),
+        10,
+        |n| n.len() == 3 && n.iter().all(|x| x.get("offsetSeconds").is_some()),
     )
     .await;
     if std::thread::panicking() {
@@ -918,15 +950,7 @@ async fn clock_skew_is_measured_and_a_node_behind_identity_is_held() {
     }
     assert_eq!(report["identityNode"], "node-1", "{report}");
     assert_eq!(report["reference"], "aggregator", "{report}");
-    let row = |n: &str| {
-        report["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["node"] == n)
-            .cloned()
-            .unwrap()
-    };
+    let row = |n: &str| clock_row(&report, n);
     for (node, shift, level) in [
         ("node-1", 0.0, "ok"),
         ("node-2", 3.0, "warn"),
@@ -1641,56 +1665,30 @@ async fn sntp_against_a_real_chronyd_measures_within_the_bound() {
         chrony,
         process::aggregator(&c.kubeconfig, &addr, c.dir.path(), &[]).unwrap(),
     ]);
-    for (node, shift) in [("node-1", None), ("node-2", Some("+3s"))] {
-        let env = match shift {
-            Some(s) => process::faketime(s).unwrap(),
-            None => vec![],
-        };
-        procs.push(
-            process::agent_with_env(
-                &c.kubeconfig,
-                node,
-                &url,
-                c.dir.path(),
-                &["--ntp-servers", &ntp],
-                env,
-            )
-            .unwrap(),
-        );
-    }
-    let report = eventually(
-        Duration::from_secs(40),
+    procs.extend(shifted_agents(
+        &c,
+        &url,
+        &[("node-1", None), ("node-2", Some("+3s"))],
+        &["--ntp-servers", &ntp],
+    ));
+    let report = clock_report_until(
+        &addr,
         "both nodes measured against chronyd",
-        || {
-            let addr = addr.clone();
-            async move {
-                let r = call(
-                    &addr,
-                    "anchorwatch.v1.Query/ClockReport",
-                    serde_json::json!({}),
-                )
-                .await?;
-                let done = r["nodes"].as_array().is_some_and(|n| {
-                    n.len() == 2
-                        && n.iter().all(|x| {
-                            x["reference"]
-                                .as_str()
-                                .is_some_and(|r| r.starts_with("ntp:"))
-                        })
-                });
-                Ok(done.then_some(r))
-            }
+        Duration::from_secs(40),
+        0,
+        |n| {
+            n.len() == 2
+                && n.iter().all(|x| {
+                    x["reference"]
+                        .as_str()
+                        .is_some_and(|r| r.starts_with("ntp:"))
+                })
         },
     )
     .await;
     assert_eq!(report["reference"], "ntp", "{report}");
     for (node, shift) in [("node-1", 0.0), ("node-2", 3.0)] {
-        let r = report["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["node"] == node)
-            .unwrap();
+        let r = &clock_row(&report, node);
         let offset = r["offsetSeconds"].as_f64().unwrap_or(0.0);
         let bound = r["boundSeconds"].as_f64().unwrap();
         assert!(
@@ -1702,4 +1700,77 @@ async fn sntp_against_a_real_chronyd_measures_within_the_bound() {
     for p in procs.iter_mut() {
         assert!(p.stop(Duration::from_secs(5)), "{} did not stop", p.name);
     }
+}
+
+/// An agent on a node whose clock is absurd keeps running instead of dying on the time library's
+/// range: a clock decades before 1970 is measured (critical, with its offset); one millions of
+/// years ahead, beyond what any timestamp can hold, is reported as unmeasurable, and the node is
+/// INCONCLUSIVE — never healthy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_on_absurd_clocks_report_instead_of_dying() {
+    let _serial = SERIAL.lock().await;
+    let c = cluster(26, vec![]).await;
+    let addr = format!("127.0.0.1:{}", process::free_port().unwrap());
+    let url = format!("http://{addr}");
+    let mut procs = Procs(vec![
+        process::aggregator(&c.kubeconfig, &addr, c.dir.path(), &[]).unwrap(),
+    ]);
+    // About 273 million years ahead (beyond chrono's range), and 82 years behind (1944).
+    procs.extend(shifted_agents(
+        &c,
+        &url,
+        &[
+            ("node-1", Some("+99999999999d")),
+            ("node-2", Some("-30000d")),
+        ],
+        &[],
+    ));
+    let report = clock_report_until(
+        &addr,
+        "both absurd clocks measured",
+        Duration::from_secs(30),
+        0,
+        |n| {
+            n.len() == 2
+                && n.iter().all(|x| {
+                    // Measured, or the agent's reason it could not measure.
+                    x.get("offsetSeconds").is_some() || x["level"] == "stale"
+                })
+        },
+    )
+    .await;
+    let row = |n: &str| clock_row(&report, n);
+    let ahead = row("node-1");
+    assert!(ahead.get("offsetSeconds").is_none(), "{ahead}");
+    assert_ne!(ahead["level"], "ok", "{ahead}");
+    assert!(
+        ahead["problem"]
+            .as_str()
+            .unwrap()
+            .contains("outside the range a measurement can be computed in"),
+        "{ahead}"
+    );
+    let summary = call(&addr, "anchorwatch.v1.Query/Summary", serde_json::json!({}))
+        .await
+        .unwrap();
+    assert!(
+        summary["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["verdict"] == "INCONCLUSIVE" && f["subject"] == "node-1"),
+        "{summary}"
+    );
+    let behind = row("node-2");
+    assert_eq!(behind["level"], "critical", "{behind}");
+    let days = behind["offsetSeconds"].as_f64().unwrap() / 86_400.0;
+    assert!((days + 30_000.0).abs() < 1.0, "{behind}");
+    for p in procs.iter_mut().skip(1) {
+        assert!(p.is_running(), "{} died on its clock", p.name);
+    }
+    for p in procs.iter_mut() {
+        assert!(p.stop(Duration::from_secs(5)), "{} did not stop", p.name);
+    }
+    c.scenario.stop().await;
+    c.kube.shutdown().await;
 }
