@@ -32,6 +32,9 @@ pub struct ReportConfig {
     pub timeout: Duration,
     /// Longest wait between reconnect attempts.
     pub max_backoff: Duration,
+    /// The projected ServiceAccount token, re-read on every connect (the kubelet rotates it);
+    /// when the file does not exist the stream carries no token.
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 /// Why a stream session ended.
@@ -41,6 +44,8 @@ enum SessionError {
     Address(String),
     #[error("cannot connect: {0}")]
     Connect(#[source] tonic::transport::Error),
+    #[error("cannot use the token in {0}: {1}")]
+    Token(String, String),
     #[error("stream refused: {0}")]
     Refused(tonic::Status),
     #[error("stream failed: {0}")]
@@ -104,8 +109,12 @@ async fn session(
     let measured = clock.borrow_and_update().clone();
     stream.snapshot(&current, measured.as_deref()).await?;
     let mut clock_open = true;
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    if let Some(token) = token(cfg)? {
+        request.metadata_mut().insert("authorization", token);
+    }
     let mut responses = client
-        .report(ReceiverStream::new(rx))
+        .report(request)
         .await
         .map_err(SessionError::Refused)?
         .into_inner();
@@ -258,6 +267,33 @@ fn chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+/// The `authorization` value for the token in `cfg.token_file`, read now; `None` without a
+/// file.
+fn token(
+    cfg: &ReportConfig,
+) -> Result<Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>, SessionError> {
+    let Some(path) = &cfg.token_file else {
+        return Ok(None);
+    };
+    let shown = path.display().to_string();
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            debug!(file = %shown, "no token file: connecting without a token");
+            return Ok(None);
+        }
+        Err(e) => return Err(SessionError::Token(shown, e.to_string())),
+    };
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(SessionError::Token(shown, "the file is empty".into()));
+    }
+    format!("Bearer {token}")
+        .parse()
+        .map(Some)
+        .map_err(|_| SessionError::Token(shown, "not a valid header value".into()))
 }
 
 /// Jittered exponential backoff: each wait is uniform in [d/2, d], d doubling up to `max`.

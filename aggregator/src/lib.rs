@@ -2,6 +2,7 @@
 //! the node agents report, and answers queries over gRPC (with server reflection and health).
 
 pub mod analysis;
+pub mod auth;
 pub mod clock;
 pub mod control_plane;
 pub mod ingest;
@@ -135,6 +136,38 @@ pub struct Args {
     #[arg(long, env = "ANCHORWATCH_AGGREGATOR_LINK_PROBE_TIMEOUT", default_value = "3s", value_parser = interval)]
     pub link_probe_timeout: Duration,
 
+    /// How agents authenticate: `tokenreview` (each stream presents its projected
+    /// ServiceAccount token, reviewed with a TokenReview and bound to its pod's node) or `none`
+    /// (anyone may report any node: development only).
+    #[arg(
+        long,
+        value_enum,
+        env = "ANCHORWATCH_AGGREGATOR_AGENT_AUTH",
+        default_value = "tokenreview"
+    )]
+    pub agent_auth: auth::Mode,
+
+    /// The audience agents' tokens must be minted for.
+    #[arg(
+        long,
+        env = "ANCHORWATCH_AGGREGATOR_TOKEN_AUDIENCE",
+        default_value = "anchorwatch"
+    )]
+    pub token_audience: String,
+
+    /// The agents' ServiceAccount, `namespace/name`: the only one whose tokens are accepted.
+    #[arg(
+        long,
+        env = "ANCHORWATCH_AGGREGATOR_AGENT_SERVICE_ACCOUNT",
+        default_value = "anchorwatch/anchorwatch-agent",
+        value_parser = service_account
+    )]
+    pub agent_service_account: String,
+
+    /// How long a TokenReview's answer is reused for the same token.
+    #[arg(long, env = "ANCHORWATCH_AGGREGATOR_TOKEN_REVIEW_CACHE", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub token_review_cache: Duration,
+
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `anchorwatch_aggregator=debug`.
     #[arg(long, env = "ANCHORWATCH_AGGREGATOR_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -168,6 +201,15 @@ pub enum ReportKind {
 }
 
 /// A duration flag that must be at least 10 ms (a zero interval would spin or panic).
+fn service_account(s: &str) -> Result<String, String> {
+    match s.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(s.to_string())
+        }
+        _ => Err(format!("{s:?}: expected namespace/name")),
+    }
+}
+
 fn interval(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
     if d < Duration::from_millis(10) {
@@ -231,6 +273,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             max_points: 2_000,
         });
     }
+    let authenticator = match args.agent_auth {
+        auth::Mode::Tokenreview => Some(Arc::new(auth::Authenticator::new(
+            client.clone(),
+            auth::Settings {
+                audience: args.token_audience.clone(),
+                service_account: args.agent_service_account.clone(),
+                cache_for: args.token_review_cache,
+            },
+        ))),
+        auth::Mode::None => {
+            tracing::warn!(
+                "--agent-auth none: any client that reaches the gRPC port may report any node; use only for development"
+            );
+            None
+        }
+    };
     let clock_socket = tokio::net::UdpSocket::bind(args.clock_listen)
         .await
         .with_context(|| format!("cannot listen on {} (UDP)", args.clock_listen))?;
@@ -245,12 +303,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     {
         let cluster = cluster.clone();
         let settings = settings.clone();
+        let auth_for_metrics = authenticator.clone();
         let app = axum::Router::new().route(
             "/metrics",
             axum::routing::get(move || {
                 let cluster = cluster.clone();
                 let counters = clock_counters.clone();
                 let settings = settings.clone();
+                let auth = auth_for_metrics.clone();
                 async move {
                     let cluster = ingest::lock(&cluster);
                     let (rows, _, _) = cluster.clock_rows(&settings, 0, crate::time::now());
@@ -258,10 +318,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                         answered: counters.answered.load(std::sync::atomic::Ordering::Relaxed),
                         dropped: counters.dropped.load(std::sync::atomic::Ordering::Relaxed),
                     };
-                    (
-                        [("content-type", "text/plain; version=0.0.4")],
-                        metrics::render_clock(&rows, port),
-                    )
+                    let mut text = metrics::render_clock(&rows, port);
+                    if let Some(auth) = &auth {
+                        text.push_str(&metrics::render_auth(&auth.counters));
+                    }
+                    ([("content-type", "text/plain; version=0.0.4")], text)
                 }
             }),
         );
@@ -341,13 +402,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let idle = args.stale_after.max(Duration::from_secs(30));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut stop_server = stop_rx.clone();
+    let mut ingest = ingest::IngestService::new(cluster.clone(), idle, stop_rx.clone());
+    if let Some(auth) = &authenticator {
+        ingest = ingest.with_auth(auth.clone());
+    }
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(health_svc)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(ingest::IngestService::new(cluster.clone(), idle, stop_rx.clone()).svc())
+        .add_service(ingest.svc())
         .add_service(query::QueryService::new(cluster, settings, stop_rx).svc())
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),

@@ -134,6 +134,11 @@ pub fn aggregator(
     if !extra.contains(&"--clock-listen") {
         args.extend(["--clock-listen".to_string(), listen.to_string()]);
     }
+    // Agents in most tests carry no ServiceAccount token; the tests of authentication pass
+    // `--agent-auth tokenreview` and give their agents tokens.
+    if !extra.contains(&"--agent-auth") {
+        args.extend(["--agent-auth".to_string(), "none".to_string()]);
+    }
     if !extra.contains(&"--metrics-listen") {
         let ip = listen.rsplit_once(':').map_or("127.0.0.1", |(ip, _)| ip);
         args.extend(["--metrics-listen".to_string(), format!("{ip}:0")]);

@@ -1774,3 +1774,190 @@ async fn agents_on_absurd_clocks_report_instead_of_dying() {
     c.scenario.stop().await;
     c.kube.shutdown().await;
 }
+
+/// Makes an agent pod `name` on `node` running as ServiceAccount `account` in namespace
+/// `anchorwatch`, and writes a token bound to it (audience `anchorwatch`) into a file.
+fn agent_token(c: &Cluster, name: &str, node: &str, account: &str) -> PathBuf {
+    use k8s_openapi::api::core::v1::Pod;
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "anchorwatch"},
+        "spec": {"nodeName": node, "serviceAccountName": account,
+                 "containers": [{"name": "agent", "image": "anchorwatch-agent"}]},
+    }))
+    .unwrap();
+    let pod = c.kube.apply_pod(pod);
+    let token = c.kube.issue_token(anchorwatch_tests::kubesim::TokenClaims {
+        namespace: "anchorwatch".into(),
+        service_account: account.into(),
+        pod_name: name.into(),
+        pod_uid: pod.metadata.uid.unwrap(),
+        node_name: Some(node.into()),
+        audiences: vec!["anchorwatch".into()],
+        expires_at: chrono::Utc::now() + chrono::TimeDelta::hours(1),
+    });
+    let path = c.dir.path().join(format!("{name}.token"));
+    std::fs::write(&path, token).unwrap();
+    path
+}
+
+/// With `--agent-auth tokenreview`, only the agents' ServiceAccount may report, only about its
+/// own node and the pods the API places there; everything else is refused, says why, and is
+/// counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_authenticated_agents_report_and_only_about_their_own_node() {
+    let _serial = SERIAL.lock().await;
+    let plans: Vec<PodPlan> = scenario::rotation_pods()
+        .into_iter()
+        .filter(|p| ["web-7d9c5b-a1", "web-7d9c5b-a2"].contains(&p.name))
+        .collect();
+    let c = cluster(27, plans).await;
+    let addr = format!("127.0.0.1:{}", process::free_port().unwrap());
+    let url = format!("http://{addr}");
+    let metrics = format!("127.0.0.1:{}", process::free_port().unwrap());
+    let good = agent_token(&c, "anchorwatch-agent-a1", "node-1", "anchorwatch-agent");
+    let other_account = agent_token(&c, "impostor-b2", "node-2", "default");
+    let forged = c.dir.path().join("forged.token");
+    std::fs::write(
+        &forged,
+        "eyJhbGciOiJSUzI1NiJ9.eyJleHAiOjQxMDI0NDQ4MDB9.c2ln",
+    )
+    .unwrap();
+    let mut procs = Procs(vec![
+        process::aggregator(
+            &c.kubeconfig,
+            &addr,
+            c.dir.path(),
+            &["--agent-auth", "tokenreview", "--metrics-listen", &metrics],
+        )
+        .unwrap(),
+        process::agent(
+            &c.kubeconfig,
+            "node-1",
+            &url,
+            c.dir.path(),
+            &["--token-file", good.to_str().unwrap()],
+        )
+        .unwrap(),
+        process::agent(
+            &c.kubeconfig,
+            "node-2",
+            &url,
+            c.dir.path(),
+            &["--token-file", other_account.to_str().unwrap()],
+        )
+        .unwrap(),
+    ]);
+    // node-1's pod arrives; node-2's agent is refused.
+    eventually(Duration::from_secs(30), "node-1's pod", || {
+        let addr = addr.clone();
+        async move {
+            let s = summary(&addr).await?;
+            Ok((s["pods"] == 1).then_some(()))
+        }
+    })
+    .await;
+
+    // A rogue client with node-1's valid token: a snapshot naming node-2 is refused outright; a
+    // snapshot of node-1 that includes node-2's pod has that pod dropped.
+    let node2_pod = c
+        .kube
+        .pods()
+        .into_iter()
+        .find(|p| p.metadata.name.as_deref() == Some("web-7d9c5b-a2"))
+        .unwrap();
+    let token = std::fs::read_to_string(&good).unwrap();
+    let send = |node: &str, pods: Vec<pb::PodEvidence>, token: String| {
+        let url = url.clone();
+        let node = node.to_string();
+        async move {
+            let mut client = pb::ingest_client::IngestClient::connect(url).await.unwrap();
+            let snapshot = pb::AgentMessage {
+                kind: Some(pb::agent_message::Kind::Snapshot(pb::NodeSnapshot {
+                    node,
+                    seq: 1,
+                    pods,
+                    ..Default::default()
+                })),
+            };
+            let mut request = tonic::Request::new(tokio_stream::iter(vec![snapshot]));
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            match client.report(request).await {
+                Err(status) => Err(status),
+                Ok(r) => {
+                    let mut r = r.into_inner();
+                    match r.message().await {
+                        Ok(m) => Ok(m),
+                        Err(status) => Err(status),
+                    }
+                }
+            }
+        }
+    };
+    let wrong_node = send("node-2", vec![], token.clone()).await.unwrap_err();
+    assert_eq!(
+        wrong_node.code(),
+        tonic::Code::PermissionDenied,
+        "{wrong_node:?}"
+    );
+    assert!(
+        wrong_node.message().contains("runs on node node-1"),
+        "{wrong_node:?}"
+    );
+    let forged_token = std::fs::read_to_string(&forged).unwrap();
+    let refused = send("node-1", vec![], forged_token).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    let none = send("node-1", vec![], String::new()).await.unwrap_err();
+    assert_eq!(none.code(), tonic::Code::Unauthenticated, "{none:?}");
+    let foreign = pb::PodEvidence {
+        pod: Some(pb::PodRef {
+            namespace: node2_pod.metadata.namespace.clone().unwrap(),
+            name: "web-7d9c5b-a2".into(),
+            uid: node2_pod.metadata.uid.clone().unwrap(),
+        }),
+        node: "node-1".into(),
+        ..Default::default()
+    };
+    let acked = send("node-1", vec![foreign], token).await.unwrap();
+    assert!(
+        acked.is_some(),
+        "the snapshot is acknowledged, minus the foreign pod"
+    );
+    let pods = call(
+        &addr,
+        "anchorwatch.v1.Query/ListPods",
+        serde_json::json!({}),
+    )
+    .await
+    .unwrap();
+    // (The rogue snapshot replaced node-1's view, as any snapshot of node-1 does; node-1's own
+    // agent restores it at its next message.)
+    let names: Vec<&str> = pods["pods"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| p["name"].as_str().unwrap_or(""))
+        .collect();
+    assert!(!names.contains(&"web-7d9c5b-a2"), "{pods}");
+
+    let scraped = http_get(&metrics, "/metrics").await;
+    for line in [
+        "anchorwatch_agent_streams_rejected_total{reason=\"wrong_service_account\"}",
+        "anchorwatch_agent_streams_rejected_total{reason=\"invalid_token\"} 1",
+        "anchorwatch_agent_streams_rejected_total{reason=\"no_token\"} 1",
+        "anchorwatch_agent_reports_rejected_total{reason=\"foreign_pod\"} 1",
+        "anchorwatch_agent_reports_rejected_total{reason=\"wrong_node\"} 1",
+    ] {
+        assert!(scraped.contains(line), "{line} in {scraped}");
+    }
+    // node-2's agent said why in its log.
+    let log = std::fs::read_to_string(&procs[2].log).unwrap();
+    assert!(log.contains("is not the agents' ServiceAccount"), "{log}");
+    for p in procs.iter_mut() {
+        assert!(p.stop(Duration::from_secs(5)), "{} did not stop", p.name);
+    }
+    c.scenario.stop().await;
+    c.kube.shutdown().await;
+}
