@@ -93,7 +93,17 @@ fn time(t: &Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
 }
 
 fn ms(s: f64) -> String {
-    format!("{:+.3}", s * 1000.0)
+    signed(s * 1000.0, 3)
+}
+
+/// `v` with its sign and `places` decimals; what rounds to zero is `+0.00`, never `-0.00`.
+fn signed(v: f64, places: usize) -> String {
+    let text = format!("{v:+.places$}");
+    if text.starts_with('-') && text[1..].chars().all(|c| c == '0' || c == '.') {
+        format!("+{}", &text[1..])
+    } else {
+        text
+    }
 }
 
 fn forecast(at: &Option<prost_types::Timestamp>, beyond: bool) -> String {
@@ -128,7 +138,7 @@ fn cells(r: &pb::NodeClockRow) -> [String; 10] {
             .map(|o| format!("{} ± {:.3}", ms(o), r.bound_to_identity_seconds * 1000.0))
             .unwrap_or_else(|| "-".into()),
         r.drift_ppm
-            .map(|d| format!("{d:+.2} ± {:.2}", r.drift_ppm_uncertainty))
+            .map(|d| format!("{} ± {:.2}", signed(d, 2), r.drift_ppm_uncertainty))
             .unwrap_or_else(|| "-".into()),
         kernel(&r.kernel).into(),
         forecast(&r.warn_at, r.beyond_warn),

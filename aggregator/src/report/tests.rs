@@ -202,3 +202,12 @@ fn csv_numbers_are_plain_decimals() {
         "{line}"
     );
 }
+
+#[test]
+fn values_that_round_to_zero_carry_no_minus_sign() {
+    assert_eq!(signed(-0.0004, 2), "+0.00");
+    assert_eq!(signed(-0.004, 2), "+0.00");
+    assert_eq!(signed(-0.006, 2), "-0.01");
+    assert_eq!(ms(-2e-7), "+0.000");
+    assert_eq!(ms(-0.025), "-25.000");
+}
