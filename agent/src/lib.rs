@@ -61,6 +61,11 @@ pub struct Args {
     #[arg(long, env = "ANCHORWATCH_AGENT_HEARTBEAT", default_value = "10s", value_parser = interval)]
     pub heartbeat: Duration,
 
+    /// CA bundle (PEM) the aggregator's certificate must chain to; needed for an `https://`
+    /// `--aggregator`. Re-read on every connect.
+    #[arg(long, env = "ANCHORWATCH_AGENT_AGGREGATOR_CA")]
+    pub aggregator_ca: Option<std::path::PathBuf>,
+
     /// The projected ServiceAccount token presented to the aggregator (audience `anchorwatch`),
     /// re-read on every connect. When the file does not exist the agent connects without one.
     #[arg(
@@ -158,6 +163,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             timeout: Duration::from_secs(10),
             max_backoff: args.max_backoff,
             token_file: Some(args.token_file.clone()),
+            ca_file: args.aggregator_ca.clone(),
         },
         view_rx,
         clock_rx,

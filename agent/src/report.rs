@@ -35,6 +35,9 @@ pub struct ReportConfig {
     /// The projected ServiceAccount token, re-read on every connect (the kubelet rotates it);
     /// when the file does not exist the stream carries no token.
     pub token_file: Option<std::path::PathBuf>,
+    /// CA bundle (PEM) that the aggregator's certificate must chain to, for an `https://`
+    /// address; re-read on every connect.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// Why a stream session ended.
@@ -44,6 +47,8 @@ enum SessionError {
     Address(String),
     #[error("cannot connect: {0}")]
     Connect(#[source] tonic::transport::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("cannot use the token in {0}: {1}")]
     Token(String, String),
     #[error("stream refused: {0}")]
@@ -88,8 +93,14 @@ async fn session(
     view: &mut watch::Receiver<Arc<NodeView>>,
     clock: &mut ClockView,
 ) -> Result<(), SessionError> {
-    let endpoint = Endpoint::from_shared(cfg.aggregator.clone())
-        .map_err(|e| SessionError::Address(e.to_string()))?
+    let mut endpoint = Endpoint::from_shared(cfg.aggregator.clone())
+        .map_err(|e| SessionError::Address(e.to_string()))?;
+    if cfg.aggregator.starts_with("https://") {
+        endpoint = endpoint
+            .tls_config(tls_config(cfg)?)
+            .map_err(|e| SessionError::Tls(e.to_string()))?;
+    }
+    let endpoint = endpoint
         .connect_timeout(cfg.timeout)
         .tcp_keepalive(Some(Duration::from_secs(30)))
         .http2_keep_alive_interval(Duration::from_secs(20))
@@ -267,6 +278,27 @@ fn chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+/// TLS to the aggregator: its certificate must chain to the CA bundle in `cfg.ca_file` and name
+/// the address's host.
+fn tls_config(cfg: &ReportConfig) -> Result<tonic::transport::ClientTlsConfig, SessionError> {
+    let path = cfg.ca_file.as_ref().ok_or_else(|| {
+        SessionError::Tls(
+            "an https:// aggregator needs --aggregator-ca (the CA bundle its certificate chains to)"
+                .into(),
+        )
+    })?;
+    let pem = std::fs::read(path)
+        .map_err(|e| SessionError::Tls(format!("cannot read {}: {e}", path.display())))?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(SessionError::Tls(format!(
+            "{} holds no PEM certificate",
+            path.display()
+        )));
+    }
+    Ok(tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(pem)))
 }
 
 /// The `authorization` value for the token in `cfg.token_file`, read now; `None` without a

@@ -16,6 +16,7 @@ pub mod query;
 pub mod report;
 pub mod time;
 pub mod timeserver;
+pub mod tls;
 pub mod trust;
 pub mod verify;
 pub mod watch;
@@ -160,9 +161,14 @@ pub struct Args {
         long,
         env = "ANCHORWATCH_AGGREGATOR_AGENT_SERVICE_ACCOUNT",
         default_value = "anchorwatch/anchorwatch-agent",
-        value_parser = service_account
+        value_parser = namespaced_name
     )]
     pub agent_service_account: String,
+
+    /// The `kubernetes.io/tls` Secret (`namespace/name`) whose `tls.crt` and `tls.key` the gRPC
+    /// port serves, followed and reloaded on change. Without it gRPC is plaintext.
+    #[arg(long, env = "ANCHORWATCH_AGGREGATOR_TLS_SECRET", value_parser = namespaced_name)]
+    pub tls_secret: Option<String>,
 
     /// How long a TokenReview's answer is reused for the same token.
     #[arg(long, env = "ANCHORWATCH_AGGREGATOR_TOKEN_REVIEW_CACHE", default_value = "60s", value_parser = humantime::parse_duration)]
@@ -201,7 +207,7 @@ pub enum ReportKind {
 }
 
 /// A duration flag that must be at least 10 ms (a zero interval would spin or panic).
-fn service_account(s: &str) -> Result<String, String> {
+fn namespaced_name(s: &str) -> Result<String, String> {
     match s.split_once('/') {
         Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
             Ok(s.to_string())
@@ -362,7 +368,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.link_probe_interval,
         args.link_probe_timeout,
     ));
-    tasks.spawn(watch::follow_owners(client, cluster.clone()));
+    tasks.spawn(watch::follow_owners(client.clone(), cluster.clone()));
     let ticker = cluster.clone();
     let interval = args.recheck_interval;
     tasks.spawn(async move {
@@ -394,10 +400,33 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .build_v1alpha()
         .context("cannot build the reflection service")?;
 
+    let serving_cert = match &args.tls_secret {
+        Some(secret) => {
+            let (namespace, name) = secret.split_once('/').unwrap_or(("", secret));
+            let current = Arc::new(tls::CurrentCert::default());
+            tasks.spawn(tls::follow_secret(
+                client.clone(),
+                namespace.to_string(),
+                name.to_string(),
+                current.clone(),
+            ));
+            Some(current)
+        }
+        None => {
+            tracing::warn!(
+                "no --tls-secret: gRPC is served in plaintext; agents' tokens and reports cross the network in the clear"
+            );
+            None
+        }
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, "anchorwatch aggregator serving gRPC");
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        tls = serving_cert.is_some(),
+        "anchorwatch aggregator serving gRPC"
+    );
     // Agents may be silent for a few heartbeats before a stream is dropped as idle.
     let idle = args.stale_after.max(Duration::from_secs(30));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -406,21 +435,30 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(auth) = &authenticator {
         ingest = ingest.with_auth(auth.clone());
     }
-    let server = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(health_svc)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(ingest.svc())
-        .add_service(query::QueryService::new(cluster, settings, stop_rx).svc())
-        .serve_with_incoming_shutdown(
+        .add_service(query::QueryService::new(cluster, settings, stop_rx).svc());
+    let stopped = async move {
+        let _ = stop_server.changed().await;
+    };
+    type Serving = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>,
+    >;
+    let mut server: Serving = match serving_cert {
+        Some(current) => {
+            let config = Arc::new(tls::server_config(current));
+            Box::pin(router.serve_with_incoming_shutdown(tls::incoming(listener, config), stopped))
+        }
+        None => Box::pin(router.serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
-            async move {
-                let _ = stop_server.changed().await;
-            },
-        );
-    tokio::pin!(server);
+            stopped,
+        )),
+    };
     tokio::select! {
         r = &mut server => r.context("gRPC server failed")?,
         _ = shutdown_signal() => {

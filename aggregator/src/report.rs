@@ -37,15 +37,30 @@ pub struct ClockArgs {
     /// Offsets per node to fetch for the picture (and the JSON).
     #[arg(long, default_value_t = 360)]
     pub history: u32,
+    /// CA bundle (PEM) the aggregator's certificate chains to; needed for an `https://`
+    /// server (an aggregator run with `--tls-secret`).
+    #[arg(long, env = "ANCHORWATCH_REPORT_CA")]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 /// Fetches the report and prints it (and writes the picture).
 pub async fn run(args: ClockArgs) -> anyhow::Result<()> {
     use anyhow::Context;
-    let server = server_url(&args.server)?;
-    let mut client = QueryClient::connect(server.clone())
+    let server = server_url(&args.server, args.ca.is_some())?;
+    let mut endpoint = tonic::transport::Endpoint::from_shared(server.clone())
+        .with_context(|| format!("--server {server}"))?;
+    if let Some(ca) = &args.ca {
+        let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
+        endpoint = endpoint.tls_config(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(pem)),
+        )?;
+    }
+    let channel = endpoint
+        .connect()
         .await
         .with_context(|| format!("cannot reach the aggregator at {server}"))?;
+    let mut client = QueryClient::new(channel);
     let report = client
         .clock_report(pb::ClockReportRequest {
             history: args.history,
@@ -67,25 +82,30 @@ pub async fn run(args: ClockArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The gRPC URL for `--server`: a bare `host:port` means plaintext HTTP/2, which is all the
-/// aggregator speaks today; `https://` is refused rather than quietly sent in plaintext.
-pub fn server_url(server: &str) -> anyhow::Result<String> {
+/// The gRPC URL for `--server`. A bare `host:port` is `https://` when a CA bundle is given
+/// (`tls`), else `http://`; `https://` without a CA bundle is refused rather than left to fail
+/// obscurely, and `http://` with one is refused rather than sent in plaintext.
+pub fn server_url(server: &str, tls: bool) -> anyhow::Result<String> {
     let server = server.trim();
-    if let Some(rest) = server.strip_prefix("https://") {
+    let (scheme, rest) = match server.split_once("://") {
+        Some((scheme, rest)) => (scheme, rest),
+        None => (if tls { "https" } else { "http" }, server),
+    };
+    if rest.is_empty() {
         anyhow::bail!(
-            "--server {server}: the aggregator serves plaintext gRPC only, so this command does not speak TLS; use http://{rest}"
+            "--server {server:?}: expected host:port, http://host:port or https://host:port"
         );
     }
-    if let Some(rest) = server.strip_prefix("http://") {
-        if rest.is_empty() {
-            anyhow::bail!("--server {server}: no host");
-        }
-        return Ok(server.to_string());
+    match (scheme, tls) {
+        ("https", true) | ("http", false) => Ok(format!("{scheme}://{rest}")),
+        ("https", false) => anyhow::bail!(
+            "--server {server}: TLS needs --ca, the CA bundle the aggregator's certificate chains to"
+        ),
+        ("http", true) => anyhow::bail!(
+            "--server {server}: --ca is given but the address is plaintext; use https://{rest}"
+        ),
+        _ => anyhow::bail!("--server {server}: unknown scheme {scheme:?}"),
     }
-    if server.is_empty() || server.contains("://") {
-        anyhow::bail!("--server {server:?}: expected host:port or http://host:port");
-    }
-    Ok(format!("http://{server}"))
 }
 
 fn time(t: &Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {

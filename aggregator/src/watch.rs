@@ -199,7 +199,7 @@ fn identity_event(e: &Event) -> Option<(String, IdentityEvent)> {
 
 /// Watches the one object `name` of `api` and calls `on_change` with its new value, or `None`
 /// when it is deleted or absent after a (re)list. Retries with backoff on errors.
-async fn follow_one<K>(
+pub(crate) async fn follow_one<K>(
     api: kube::Api<K>,
     name: &str,
     what: &str,

@@ -50,8 +50,13 @@ async fn http_get(addr: &str, path: &str) -> String {
 
 /// Runs the real grpcurl (plaintext) with a 20 s bound; stdout on success.
 async fn grpcurl(addr: &str, args: &[&str]) -> anyhow::Result<String> {
+    grpcurl_over(addr, &["-plaintext"], args).await
+}
+
+/// Runs the real grpcurl with `transport` flags (`-plaintext`, or `-cacert FILE` for TLS).
+async fn grpcurl_over(addr: &str, transport: &[&str], args: &[&str]) -> anyhow::Result<String> {
     let mut cmd = tokio::process::Command::new(grpcurl_path());
-    cmd.arg("-plaintext").arg("-max-time").arg("10");
+    cmd.args(transport).arg("-max-time").arg("10");
     let (before, after): (Vec<&str>, Vec<&str>) = match args.iter().position(|a| *a == "--") {
         Some(i) => (args[..i].to_vec(), args[i + 1..].to_vec()),
         None => (vec![], args.to_vec()),
@@ -1960,4 +1965,172 @@ async fn only_authenticated_agents_report_and_only_about_their_own_node() {
     }
     c.scenario.stop().await;
     c.kube.shutdown().await;
+}
+
+/// Over TLS from a Secret: agents verify the aggregator against the CA bundle they are given and
+/// stream with their token; real grpcurl queries with `-cacert` (plaintext is refused); a
+/// renewed certificate in the Secret is served to new connections without a restart while the
+/// agent keeps reporting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_stream_over_tls_and_a_renewed_certificate_is_served_without_a_restart() {
+    use k8s_openapi::api::core::v1::Secret;
+    let _serial = SERIAL.lock().await;
+    let plans: Vec<PodPlan> = scenario::rotation_pods()
+        .into_iter()
+        .filter(|p| p.name == "web-7d9c5b-a1")
+        .collect();
+    let c = cluster(28, plans).await;
+    let ca = anchorwatch_tests::pki::Ca::root("anchorwatch test CA").unwrap();
+    let names = ["anchorwatch-aggregator.anchorwatch.svc", "127.0.0.1"];
+    let tls_secret = |(cert, key): (String, String)| -> Secret {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": "anchorwatch-aggregator-tls", "namespace": "anchorwatch"},
+            "stringData": {},
+            "data": {
+                "tls.crt": base64_encode(cert.as_bytes()),
+                "tls.key": base64_encode(key.as_bytes()),
+                "ca.crt": base64_encode(ca.cert_pem.as_bytes()),
+            },
+        }))
+        .unwrap()
+    };
+    let first = ca.server_pem(&names).unwrap();
+    let first_der = pem_der(&first.0);
+    c.kube.apply_secret(tls_secret(first));
+    let ca_file = c.dir.path().join("ca.crt");
+    std::fs::write(&ca_file, &ca.cert_pem).unwrap();
+    let ca_arg = ca_file.to_str().unwrap();
+    let token = agent_token(&c, "anchorwatch-agent-t1", "node-1", "anchorwatch-agent");
+    let addr = format!("127.0.0.1:{}", process::free_port().unwrap());
+    let mut procs = Procs(vec![
+        process::aggregator(
+            &c.kubeconfig,
+            &addr,
+            c.dir.path(),
+            &[
+                "--agent-auth",
+                "tokenreview",
+                "--tls-secret",
+                "anchorwatch/anchorwatch-aggregator-tls",
+            ],
+        )
+        .unwrap(),
+        process::agent(
+            &c.kubeconfig,
+            "node-1",
+            &format!("https://{addr}"),
+            c.dir.path(),
+            &[
+                "--aggregator-ca",
+                ca_arg,
+                "--token-file",
+                token.to_str().unwrap(),
+            ],
+        )
+        .unwrap(),
+    ]);
+    let tls = ["-cacert", ca_arg];
+    let nodes = |addr: String| async move {
+        let out = grpcurl_over(&addr, &tls, &["anchorwatch.v1.Query/ListNodes"]).await?;
+        anyhow::Ok(serde_json::from_str::<Value>(&out)?)
+    };
+    let before = eventually(Duration::from_secs(30), "node-1 over TLS", || {
+        let n = nodes(addr.clone());
+        async move {
+            let n = n.await?;
+            let up = n["nodes"][0]["connected"] == true && n["nodes"][0]["pods"] == 1;
+            Ok(up.then_some(n))
+        }
+    })
+    .await;
+    assert_eq!(presented(&addr, &ca.cert_pem).await, first_der);
+    let plain = grpcurl(&addr, &["list"]).await;
+    assert!(plain.is_err(), "plaintext must be refused: {plain:?}");
+
+    // cert-manager renews: the Secret gets a new certificate and key.
+    let second = ca.server_pem(&names).unwrap();
+    let second_der = pem_der(&second.0);
+    c.kube.apply_secret(tls_secret(second));
+    eventually(
+        Duration::from_secs(20),
+        "the renewed certificate served",
+        || {
+            let addr = addr.clone();
+            let ca = ca.cert_pem.clone();
+            let want = second_der.clone();
+            async move { Ok((presented(&addr, &ca).await == want).then_some(())) }
+        },
+    )
+    .await;
+    let reported_before = before["nodes"][0]["lastReportAt"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let after = eventually(Duration::from_secs(30), "node-1 still reporting", || {
+        let n = nodes(addr.clone());
+        let reported_before = reported_before.clone();
+        async move {
+            let n = n.await?;
+            let newer = n["nodes"][0]["lastReportAt"]
+                .as_str()
+                .is_some_and(|t| t > reported_before.as_str());
+            Ok((newer && n["nodes"][0]["connected"] == true).then_some(n))
+        }
+    })
+    .await;
+    assert_eq!(after["nodes"][0]["pods"], 1, "{after}");
+    assert!(procs[0].is_running() && procs[1].is_running());
+    // The clock report over TLS too, from the real command.
+    let out = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::process::Command::new(process::bin("anchorwatch-aggregator").unwrap())
+            .args(["report", "clock", "--server", &addr, "--ca", ca_arg])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && table.contains("node-1"),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for p in procs.iter_mut() {
+        assert!(p.stop(Duration::from_secs(5)), "{} did not stop", p.name);
+    }
+    c.scenario.stop().await;
+    c.kube.shutdown().await;
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+fn pem_der(pem: &str) -> Vec<u8> {
+    use rustls_pki_types::pem::PemObject;
+    rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        .unwrap()
+        .to_vec()
+}
+
+/// The leaf certificate `addr` presents to a new TLS connection verified against `ca_pem`.
+async fn presented(addr: &str, ca_pem: &str) -> Vec<u8> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pem_der(ca_pem).into()).unwrap();
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp))
+        .await
+        .expect("handshake in time")
+        .expect("handshake");
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
 }

@@ -173,21 +173,29 @@ fn a_large_cluster_draws_the_worst_nodes_and_counts_the_rest() {
 }
 
 #[test]
-fn the_server_may_be_given_with_or_without_a_scheme_but_never_as_https() {
-    assert_eq!(server_url("10.0.0.5:8443").unwrap(), "http://10.0.0.5:8443");
+fn the_server_may_be_given_with_or_without_a_scheme_and_tls_needs_a_ca() {
     assert_eq!(
-        server_url("http://anchorwatch.anchorwatch:8443").unwrap(),
+        server_url("10.0.0.5:8443", false).unwrap(),
+        "http://10.0.0.5:8443"
+    );
+    assert_eq!(
+        server_url("10.0.0.5:8443", true).unwrap(),
+        "https://10.0.0.5:8443"
+    );
+    assert_eq!(
+        server_url("http://anchorwatch.anchorwatch:8443", false).unwrap(),
         "http://anchorwatch.anchorwatch:8443"
     );
-    let e = server_url("https://anchorwatch:8443")
+    let e = server_url("https://anchorwatch:8443", false)
         .unwrap_err()
         .to_string();
-    assert!(
-        e.contains("plaintext") && e.contains("http://anchorwatch:8443"),
-        "{e}"
-    );
-    assert!(server_url("").is_err());
-    assert!(server_url("grpc://x:1").is_err());
+    assert!(e.contains("--ca"), "{e}");
+    let e = server_url("http://anchorwatch:8443", true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("https://anchorwatch:8443"), "{e}");
+    assert!(server_url("", false).is_err());
+    assert!(server_url("grpc://x:1", false).is_err());
 }
 
 #[test]
