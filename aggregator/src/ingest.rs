@@ -28,6 +28,8 @@ pub struct IngestService {
     interner: Arc<Mutex<wire::Interner>>,
     /// Checks agents' tokens; `None` accepts anyone (development only).
     auth: Option<Arc<Authenticator>>,
+    /// Streams are served only while this replica leads.
+    leadership: tokio::sync::watch::Receiver<crate::leader::Leadership>,
 }
 
 impl IngestService {
@@ -44,7 +46,19 @@ impl IngestService {
             shutdown,
             interner: Arc::default(),
             auth: None,
+            leadership: tokio::sync::watch::Sender::new(crate::leader::Leadership::sole(""))
+                .subscribe(),
         }
+    }
+
+    /// Serves streams only while `leadership` says this replica leads, and ends them when it
+    /// stops leading (agents then reconnect, through the Service, to the new leader).
+    pub fn with_leadership(
+        mut self,
+        leadership: tokio::sync::watch::Receiver<crate::leader::Leadership>,
+    ) -> Self {
+        self.leadership = leadership;
+        self
     }
 
     /// Requires every stream to authenticate with `auth`.
@@ -73,6 +87,12 @@ impl pb::ingest_server::Ingest for IngestService {
             .remote_addr()
             .map(|a| a.to_string())
             .unwrap_or_else(|| "unknown".into());
+        {
+            let l = self.leadership.borrow();
+            if !l.leader {
+                return Err(l.refusal());
+            }
+        }
         let agent = match &self.auth {
             Some(auth) => match auth.authenticate(request.metadata()).await {
                 Ok(agent) => Some(agent),
@@ -113,6 +133,12 @@ impl IngestService {
                 "the aggregator is shutting down; reconnect",
             ));
         }
+        let mut leadership = self.leadership.clone();
+        if !leadership.borrow_and_update().leader {
+            return Err(Status::unavailable(
+                "this aggregator replica stopped leading; reconnect",
+            ));
+        }
         tokio::select! {
             r = tokio::time::timeout(self.idle_timeout, inbound.message()) => match r {
                 Ok(r) => r,
@@ -122,6 +148,9 @@ impl IngestService {
                 ))),
             },
             _ = shutdown.changed() => Err(Status::unavailable("the aggregator is shutting down; reconnect")),
+            _ = stops_leading(&mut leadership) => Err(Status::unavailable(
+                "this aggregator replica stopped leading; reconnect",
+            )),
             _ = until(expires) => Err(Status::unauthenticated(
                 "the stream's token expired; reconnect with the fresh one",
             )),
@@ -294,6 +323,13 @@ struct Session<'a> {
     expires: Option<tokio::time::Instant>,
     /// The node's pods per the API; `None` without authentication.
     pods: Option<NodePods>,
+}
+
+/// Returns when this replica stops leading; never if nobody publishes leadership any more.
+async fn stops_leading(leadership: &mut tokio::sync::watch::Receiver<crate::leader::Leadership>) {
+    if leadership.wait_for(|l| !l.leader).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Sleeps until `at`, forever when `None`.

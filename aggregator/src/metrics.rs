@@ -26,6 +26,19 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
+/// Whether this replica leads.
+pub fn render_leader(leading: bool) -> String {
+    let mut out = String::new();
+    family(
+        &mut out,
+        "anchorwatch_aggregator_leader",
+        "gauge",
+        "1 when this aggregator replica holds the Lease (serves agents and queries, and acts).",
+    );
+    let _ = writeln!(out, "anchorwatch_aggregator_leader {}", u8::from(leading));
+    out
+}
+
 /// Agent authentication counters.
 pub fn render_auth(c: &crate::auth::Counters) -> String {
     use std::sync::atomic::Ordering::Relaxed;

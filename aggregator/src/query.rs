@@ -88,6 +88,29 @@ impl QueryService {
     }
 
     /// The tonic service.
+    /// The tonic service, answering only while `leadership` says this replica leads (a
+    /// standby's model is empty: it would answer wrongly).
+    pub fn svc_for(
+        self,
+        leadership: tokio::sync::watch::Receiver<crate::leader::Leadership>,
+    ) -> tonic::service::interceptor::InterceptedService<
+        pb::query_server::QueryServer<Self>,
+        impl tonic::service::Interceptor + Clone,
+    > {
+        let server = self.svc();
+        tonic::service::interceptor::InterceptedService::new(
+            server,
+            move |request: tonic::Request<()>| {
+                let l = leadership.borrow();
+                if l.leader {
+                    Ok(request)
+                } else {
+                    Err(l.refusal())
+                }
+            },
+        )
+    }
+
     pub fn svc(self) -> pb::query_server::QueryServer<Self> {
         pb::query_server::QueryServer::new(self)
     }

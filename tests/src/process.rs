@@ -80,6 +80,12 @@ impl Proc {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// SIGKILL at once, as a crashed node or an OOM kill would: nothing is cleaned up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM, wait up to `grace`, then SIGKILL. Returns whether it exited on SIGTERM.
     pub fn stop(&mut self, grace: Duration) -> bool {
         if !self.is_running() {

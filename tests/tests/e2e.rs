@@ -2134,3 +2134,195 @@ async fn presented(addr: &str, ca_pem: &str) -> Vec<u8> {
         .expect("handshake");
     tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
 }
+
+/// Two aggregator replicas behind a Service that routes to the ready one: the Lease holder
+/// serves three agents while the standby refuses; SIGKILL the leader and the standby takes the
+/// Lease, agents land on it through the Service, and the whole view is back — every pod once —
+/// within a report interval; an agent stopped afterwards leaves its node stale, never healthy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standby_takes_over_when_the_leader_dies_and_the_view_is_whole_again() {
+    use anchorwatch_tests::service::{self, Backend, Service};
+    use k8s_openapi::api::coordination::v1::Lease;
+    let _serial = SERIAL.lock().await;
+    let plans: Vec<PodPlan> = scenario::rotation_pods()
+        .into_iter()
+        .filter(|p| ["web-7d9c5b-a1", "web-7d9c5b-a2", "web-7d9c5b-a3"].contains(&p.name))
+        .collect();
+    let c = cluster(29, plans).await;
+    let port = || format!("127.0.0.1:{}", process::free_port().unwrap());
+    let (grpc_a, ready_a, grpc_b, ready_b) = (port(), port(), port(), port());
+    let replica = |name: &str, grpc: &str, ready: &str| {
+        let dir = c.dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        process::aggregator(
+            &c.kubeconfig,
+            grpc,
+            &dir,
+            &[
+                "--metrics-listen",
+                ready,
+                "--leader-identity",
+                name,
+                "--lease-duration",
+                "4s",
+                "--lease-renew-deadline",
+                "3s",
+                "--lease-retry-period",
+                "1s",
+                "--stale-after",
+                "5s",
+            ],
+        )
+        .unwrap()
+    };
+    let mut a = replica("aggregator-a", &grpc_a, &ready_a);
+    // A leads before B starts, so the test knows which one to kill.
+    let ra: std::net::SocketAddr = ready_a.parse().unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "aggregator-a leading",
+        || async move { Ok(service::ready(ra).await.then_some(())) },
+    )
+    .await;
+    let b = replica("aggregator-b", &grpc_b, &ready_b);
+    let svc = Service::start(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![
+            Backend {
+                addr: grpc_a.parse().unwrap(),
+                ready_addr: ra,
+            },
+            Backend {
+                addr: grpc_b.parse().unwrap(),
+                ready_addr: ready_b.parse().unwrap(),
+            },
+        ],
+    )
+    .await
+    .unwrap();
+    let url = format!("http://{}", svc.addr());
+    let mut agents = Procs(
+        (1..=3)
+            .map(|n| {
+                process::agent(
+                    &c.kubeconfig,
+                    &format!("node-{n}"),
+                    &url,
+                    c.dir.path(),
+                    &["--heartbeat", "1s"],
+                )
+                .unwrap()
+            })
+            .collect(),
+    );
+    let service_addr = svc.addr().to_string();
+    let whole = |addr: String| async move {
+        let n = call(
+            &addr,
+            "anchorwatch.v1.Query/ListNodes",
+            serde_json::json!({}),
+        )
+        .await?;
+        let p = call(
+            &addr,
+            "anchorwatch.v1.Query/ListPods",
+            serde_json::json!({}),
+        )
+        .await?;
+        let connected = n["nodes"].as_array().is_some_and(|n| {
+            n.len() == 3 && n.iter().all(|x| x["connected"] == true && x["pods"] == 1)
+        });
+        anyhow::Ok(connected.then_some(p))
+    };
+    eventually(
+        Duration::from_secs(30),
+        "the whole view on the leader",
+        || whole(service_addr.clone()),
+    )
+    .await;
+    // The standby is not ready and refuses agents and queries, naming the leader.
+    assert!(!service::ready(ready_b.parse().unwrap()).await);
+    let refused = call(
+        &grpc_b,
+        "anchorwatch.v1.Query/Summary",
+        serde_json::json!({}),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        refused.contains("standby; the leader is aggregator-a"),
+        "{refused}"
+    );
+
+    a.kill();
+    let killed = std::time::Instant::now();
+    let rb: std::net::SocketAddr = ready_b.parse().unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "aggregator-b leading",
+        || async move { Ok(service::ready(rb).await.then_some(())) },
+    )
+    .await;
+    let took_over = std::time::Instant::now();
+    let pods = eventually(
+        Duration::from_secs(20),
+        "the whole view on the new leader",
+        || whole(service_addr.clone()),
+    )
+    .await;
+    let whole_again = took_over.elapsed();
+    // Agents back off at most 2 s here and send a snapshot on connect; a heartbeat is 1 s.
+    assert!(whole_again < Duration::from_secs(10), "{whole_again:?}");
+    let mut names: Vec<&str> = pods["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec!["web-7d9c5b-a1", "web-7d9c5b-a2", "web-7d9c5b-a3"],
+        "every pod once: {pods}"
+    );
+    let lease: Lease = c
+        .kube
+        .get("anchorwatch", "anchorwatch-aggregator")
+        .expect("the Lease");
+    let spec = lease.spec.unwrap();
+    assert_eq!(spec.holder_identity.as_deref(), Some("aggregator-b"));
+    assert_eq!(spec.lease_transitions, Some(1));
+    eprintln!(
+        "failover: Lease taken {:?} after the kill, view whole {:?} later",
+        took_over - killed,
+        whole_again
+    );
+
+    // An agent that stops leaves its node stale on the new leader.
+    assert!(agents[2].stop(Duration::from_secs(5)));
+    eventually(Duration::from_secs(20), "node-3 stale", || {
+        let addr = service_addr.clone();
+        async move {
+            let n = call(
+                &addr,
+                "anchorwatch.v1.Query/ListNodes",
+                serde_json::json!({}),
+            )
+            .await?;
+            let stale = n["nodes"]
+                .as_array()
+                .and_then(|n| n.iter().find(|x| x["name"] == "node-3"))
+                .is_some_and(|x| x["stale"] == true);
+            Ok(stale.then_some(()))
+        }
+    })
+    .await;
+    let mut procs = Procs(vec![b]);
+    for p in agents.iter_mut().chain(procs.iter_mut()) {
+        assert!(p.stop(Duration::from_secs(5)), "{} did not stop", p.name);
+    }
+    drop(svc);
+    c.scenario.stop().await;
+    c.kube.shutdown().await;
+}
