@@ -30,6 +30,29 @@ pub struct IngestService {
     auth: Option<Arc<Authenticator>>,
     /// Streams are served only while this replica leads.
     leadership: tokio::sync::watch::Receiver<crate::leader::Leadership>,
+    /// Limits on what one stream may send.
+    limits: Limits,
+}
+
+/// Bounds on one agent stream.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest message accepted, bytes.
+    pub max_message_bytes: usize,
+    /// Most pods one node may hold.
+    pub max_pods_per_node: usize,
+    /// Longest wait for the agent to take a reply before the stream is closed.
+    pub send_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: 16 * 1024 * 1024,
+            max_pods_per_node: 1_000,
+            send_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 impl IngestService {
@@ -48,7 +71,14 @@ impl IngestService {
             auth: None,
             leadership: tokio::sync::watch::Sender::new(crate::leader::Leadership::sole(""))
                 .subscribe(),
+            limits: Limits::default(),
         }
+    }
+
+    /// Bounds streams by `limits`.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Serves streams only while `leadership` says this replica leads, and ends them when it
@@ -69,7 +99,8 @@ impl IngestService {
 
     /// The tonic service.
     pub fn svc(self) -> pb::ingest_server::IngestServer<Self> {
-        pb::ingest_server::IngestServer::new(self)
+        let max = self.limits.max_message_bytes;
+        pb::ingest_server::IngestServer::new(self).max_decoding_message_size(max)
     }
 }
 
@@ -110,7 +141,8 @@ impl pb::ingest_server::Ingest for IngestService {
             async move {
                 if let Err(status) = svc.session(inbound, &tx, agent).await {
                     warn!(code = ?status.code(), message = status.message(), "agent stream ended with an error");
-                    let _ = tx.send(Err(status)).await;
+                    // An agent that does not read gets no status: the stream just ends.
+                    let _ = tx.try_send(Err(status));
                 }
             }
             .instrument(info_span!("agent", %peer)),
@@ -218,6 +250,7 @@ impl IngestService {
         tx: &Replies,
     ) -> Result<(), Status> {
         let (node, stream) = (session.node, session.stream);
+        self.check_pods(snapshot.pods.len())?;
         let seq = snapshot.seq;
         let pods = self.confirm(session, snapshot.pods).await;
         let pods = decode(pods, node, &self.interner);
@@ -229,12 +262,13 @@ impl IngestService {
                 cluster.node_clock(node, stream, wire::clock_reading(c, now), now);
             }
         }
-        ack(tx, seq).await?;
+        self.ack(tx, seq).await?;
         while let Some(msg) = self.next(inbound, session.expires).await? {
             let now = crate::time::now();
             match msg.kind {
                 Some(pb::agent_message::Kind::Snapshot(s)) => {
                     check_node(&s.node, node)?;
+                    self.check_pods(s.pods.len())?;
                     let seq = s.seq;
                     let pods = self.confirm(session, s.pods).await;
                     let pods = decode(pods, node, &self.interner);
@@ -246,10 +280,18 @@ impl IngestService {
                             cluster.node_clock(node, stream, wire::clock_reading(c, now), now);
                         }
                     }
-                    ack(tx, seq).await?;
+                    self.ack(tx, seq).await?;
                 }
                 Some(pb::agent_message::Kind::Delta(d)) => {
                     check_node(&d.node, node)?;
+                    let after = lock(&self.cluster).pods_after_delta(
+                        node,
+                        d.upserted
+                            .iter()
+                            .map(|p| p.pod.as_ref().map_or("", |r| r.uid.as_str())),
+                        &d.removed_uids,
+                    );
+                    self.check_pods(after)?;
                     let seq = d.seq;
                     let pods = self.confirm(session, d.upserted).await;
                     let pods = decode(pods, node, &self.interner);
@@ -263,7 +305,7 @@ impl IngestService {
                     if !applied {
                         return Err(Status::aborted("another stream took over this node"));
                     }
-                    ack(tx, seq).await?;
+                    self.ack(tx, seq).await?;
                 }
                 Some(pb::agent_message::Kind::Heartbeat(h)) => {
                     check_node(&h.node, node)?;
@@ -280,6 +322,32 @@ impl IngestService {
             }
         }
         Ok(())
+    }
+
+    fn check_pods(&self, n: usize) -> Result<(), Status> {
+        if n > self.limits.max_pods_per_node {
+            return Err(Status::resource_exhausted(format!(
+                "{n} pods on one node; at most {} are accepted (--max-pods-per-node)",
+                self.limits.max_pods_per_node
+            )));
+        }
+        Ok(())
+    }
+
+    /// Acknowledges `seq`; an agent that takes no reply within the send timeout (it does not
+    /// read its stream) has the stream closed.
+    async fn ack(&self, tx: &Replies, seq: u64) -> Result<(), Status> {
+        let msg = pb::AggregatorMessage {
+            kind: Some(pb::aggregator_message::Kind::Ack(pb::Ack { seq })),
+        };
+        match tokio::time::timeout(self.limits.send_timeout, tx.send(Ok(msg))).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Status::cancelled("agent went away")),
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "the agent took no reply for {:?}: it does not read its stream",
+                self.limits.send_timeout
+            ))),
+        }
     }
 
     /// The pods the API places on the session's node; the others are dropped, logged and
@@ -366,15 +434,6 @@ fn decode(
             }
         })
         .collect()
-}
-
-async fn ack(tx: &Replies, seq: u64) -> Result<(), Status> {
-    let msg = pb::AggregatorMessage {
-        kind: Some(pb::aggregator_message::Kind::Ack(pb::Ack { seq })),
-    };
-    tx.send(Ok(msg))
-        .await
-        .map_err(|_| Status::cancelled("agent went away"))
 }
 
 /// Locks the model; a panic while holding the lock would be a bug, and the data stays usable.

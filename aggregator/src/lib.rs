@@ -175,6 +175,26 @@ pub struct Args {
     #[arg(long, env = "ANCHORWATCH_AGGREGATOR_TOKEN_REVIEW_CACHE", default_value = "60s", value_parser = humantime::parse_duration)]
     pub token_review_cache: Duration,
 
+    /// An agent stream with no message for this long is closed (agents heartbeat every 10 s).
+    #[arg(long, env = "ANCHORWATCH_AGGREGATOR_STREAM_IDLE_TIMEOUT", default_value = "60s", value_parser = interval)]
+    pub stream_idle_timeout: Duration,
+
+    /// An agent that takes no reply for this long (it does not read its stream) is cut off.
+    #[arg(long, env = "ANCHORWATCH_AGGREGATOR_STREAM_SEND_TIMEOUT", default_value = "10s", value_parser = interval)]
+    pub stream_send_timeout: Duration,
+
+    /// Largest agent message accepted, bytes; a larger one closes the stream.
+    #[arg(long, env = "ANCHORWATCH_AGGREGATOR_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Most meshed pods one node may report; a snapshot or delta beyond it closes the stream.
+    #[arg(
+        long,
+        env = "ANCHORWATCH_AGGREGATOR_MAX_PODS_PER_NODE",
+        default_value_t = 1_000
+    )]
+    pub max_pods_per_node: usize,
+
     /// Elect a leader among aggregator replicas with a Lease; only the leader is ready, serves
     /// agents and queries, and acts. `false` for a single replica that always leads.
     #[arg(long, env = "ANCHORWATCH_AGGREGATOR_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
@@ -546,11 +566,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         tls = serving_cert.is_some(),
         "anchorwatch aggregator serving gRPC"
     );
-    // Agents may be silent for a few heartbeats before a stream is dropped as idle.
-    let idle = args.stale_after.max(Duration::from_secs(30));
+    let idle = args.stream_idle_timeout;
     let mut stop_server = stop_rx.clone();
     let mut ingest = ingest::IngestService::new(cluster.clone(), idle, stop_rx.clone())
-        .with_leadership(leadership.clone());
+        .with_leadership(leadership.clone())
+        .with_limits(ingest::Limits {
+            max_message_bytes: args.max_message_bytes,
+            max_pods_per_node: args.max_pods_per_node,
+            send_timeout: args.stream_send_timeout,
+        });
     if let Some(auth) = &authenticator {
         ingest = ingest.with_auth(auth.clone());
     }

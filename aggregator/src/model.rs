@@ -334,6 +334,24 @@ impl Cluster {
         true
     }
 
+    /// How many pods `node` would hold after a delta upserting `upserted` and removing
+    /// `removed` (uids).
+    pub fn pods_after_delta<'a>(
+        &self,
+        node: &str,
+        upserted: impl Iterator<Item = &'a str>,
+        removed: &[String],
+    ) -> usize {
+        let Some(n) = self.nodes.get(node) else {
+            return upserted.count();
+        };
+        let gone = removed.iter().filter(|u| n.pods.contains(*u)).count();
+        let mut new: Vec<&str> = upserted.filter(|u| !n.pods.contains(*u)).collect();
+        new.sort_unstable();
+        new.dedup();
+        n.pods.len() - gone + new.len()
+    }
+
     /// A heartbeat from the stream that owns the node.
     pub fn heartbeat(&mut self, node: &str, stream: u64, now: DateTime<Utc>) -> bool {
         if !self.owns(node, stream) {

@@ -147,6 +147,23 @@ fn clock_row(report: &Value, node: &str) -> Value {
         .unwrap_or_else(|| panic!("no row for {node}: {report}"))
 }
 
+/// Waits for `needle` in `p`'s log, at most `limit`; the log.
+async fn logged(p: &Proc, needle: &str, what: &str, limit: Duration) -> String {
+    eventually(limit, what, || {
+        let text = p.log_text();
+        async move { Ok(text.contains(needle).then_some(text)) }
+    })
+    .await
+}
+
+/// The rotation scenario's pods named `names`.
+fn rotation_subset(names: &[&str]) -> Vec<PodPlan> {
+    scenario::rotation_pods()
+        .into_iter()
+        .filter(|p| names.contains(&p.name))
+        .collect()
+}
+
 /// Verdicts per pod as `KIND` or `KIND:reason` (for chain and probe verdicts), sorted.
 fn verdicts_by_pod(list: &Value) -> BTreeMap<String, Vec<String>> {
     let mut out = BTreeMap::new();
@@ -505,13 +522,11 @@ async fn rotation_stale_leaves_are_reported_with_the_reason_a_proxy_logs() {
         "the aggregator ignored SIGTERM:\n{}",
         procs[0].log_text()
     );
-    let agent_log = eventually(
-        Duration::from_secs(15),
+    let agent_log = logged(
+        &procs[1],
+        "report stream down",
         "an agent to notice the aggregator left",
-        || {
-            let text = procs[1].log_text();
-            async move { Ok(text.contains("report stream down").then_some(text)) }
-        },
+        Duration::from_secs(15),
     )
     .await;
     assert!(agent_log.contains("shutting down") || agent_log.contains("report stream down"));
@@ -550,13 +565,11 @@ async fn bad_input_yields_findings_and_every_process_keeps_running() {
 
     // The agent starts while the aggregator is down.
     let mut agent = process::agent(&c.kubeconfig, "node-1", &url, c.dir.path(), &[]).unwrap();
-    let log = eventually(
-        Duration::from_secs(15),
+    let log = logged(
+        &agent,
+        "report stream down",
         "the agent to report the aggregator unreachable",
-        || {
-            let text = agent.log_text();
-            async move { Ok(text.contains("report stream down").then_some(text)) }
-        },
+        Duration::from_secs(15),
     )
     .await;
     assert!(log.contains("Connection refused"), "{log}");
@@ -1812,10 +1825,7 @@ fn agent_token(c: &Cluster, name: &str, node: &str, account: &str) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_authenticated_agents_report_and_only_about_their_own_node() {
     let _serial = SERIAL.lock().await;
-    let plans: Vec<PodPlan> = scenario::rotation_pods()
-        .into_iter()
-        .filter(|p| ["web-7d9c5b-a1", "web-7d9c5b-a2"].contains(&p.name))
-        .collect();
+    let plans = rotation_subset(&["web-7d9c5b-a1", "web-7d9c5b-a2"]);
     let c = cluster(27, plans).await;
     let addr = format!("127.0.0.1:{}", process::free_port().unwrap());
     let url = format!("http://{addr}");
@@ -1975,10 +1985,7 @@ async fn only_authenticated_agents_report_and_only_about_their_own_node() {
 async fn agents_stream_over_tls_and_a_renewed_certificate_is_served_without_a_restart() {
     use k8s_openapi::api::core::v1::Secret;
     let _serial = SERIAL.lock().await;
-    let plans: Vec<PodPlan> = scenario::rotation_pods()
-        .into_iter()
-        .filter(|p| p.name == "web-7d9c5b-a1")
-        .collect();
+    let plans = rotation_subset(&["web-7d9c5b-a1"]);
     let c = cluster(28, plans).await;
     let ca = anchorwatch_tests::pki::Ca::root("anchorwatch test CA").unwrap();
     let names = ["anchorwatch-aggregator.anchorwatch.svc", "127.0.0.1"];
@@ -2144,10 +2151,7 @@ async fn the_standby_takes_over_when_the_leader_dies_and_the_view_is_whole_again
     use anchorwatch_tests::service::{self, Backend, Service};
     use k8s_openapi::api::coordination::v1::Lease;
     let _serial = SERIAL.lock().await;
-    let plans: Vec<PodPlan> = scenario::rotation_pods()
-        .into_iter()
-        .filter(|p| ["web-7d9c5b-a1", "web-7d9c5b-a2", "web-7d9c5b-a3"].contains(&p.name))
-        .collect();
+    let plans = rotation_subset(&["web-7d9c5b-a1", "web-7d9c5b-a2", "web-7d9c5b-a3"]);
     let c = cluster(29, plans).await;
     let port = || format!("127.0.0.1:{}", process::free_port().unwrap());
     let (grpc_a, ready_a, grpc_b, ready_b) = (port(), port(), port(), port());
@@ -2323,6 +2327,218 @@ async fn the_standby_takes_over_when_the_leader_dies_and_the_view_is_whole_again
         assert!(p.stop(Duration::from_secs(5)), "{} did not stop", p.name);
     }
     drop(svc);
+    c.scenario.stop().await;
+    c.kube.shutdown().await;
+}
+
+/// A pod as a rogue agent would send it, presenting `chain` (raw DER, possibly garbage).
+fn wire_pod(node: &str, name: &str, chain: Vec<Vec<u8>>) -> pb::PodEvidence {
+    pb::PodEvidence {
+        pod: Some(pb::PodRef {
+            namespace: "rogue".into(),
+            name: name.into(),
+            uid: format!("uid-{name}"),
+        }),
+        node: node.into(),
+        pod_ip: "127.30.9.9".into(),
+        phase: "Running".into(),
+        probe: Some(pb::ProbeResult {
+            address: "127.30.9.9:4191".into(),
+            outcome: Some(pb::probe_result::Outcome::Chain(pb::PresentedChain {
+                certificates: chain,
+                ..Default::default()
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn snapshot(node: &str, seq: u64, pods: Vec<pb::PodEvidence>) -> pb::AgentMessage {
+    pb::AgentMessage {
+        kind: Some(pb::agent_message::Kind::Snapshot(pb::NodeSnapshot {
+            node: node.into(),
+            seq,
+            pods,
+            ..Default::default()
+        })),
+    }
+}
+
+/// What the aggregator answers to `messages` sent on one stream: its first reply or its error.
+async fn first_reply(
+    url: &str,
+    messages: Vec<pb::AgentMessage>,
+) -> Result<Option<pb::AggregatorMessage>, tonic::Status> {
+    let mut client = pb::ingest_client::IngestClient::connect(url.to_string())
+        .await
+        .unwrap()
+        .max_encoding_message_size(64 * 1024 * 1024);
+    let stream =
+        tokio_stream::StreamExt::chain(tokio_stream::iter(messages), tokio_stream::pending());
+    let mut replies = client.report(stream).await?.into_inner();
+    tokio::time::timeout(Duration::from_secs(20), replies.message())
+        .await
+        .expect("an answer within 20 s")
+}
+
+/// Bad input on the agent channel is refused or bounded, each stream closed with its reason in
+/// the aggregator's log, while the real agent of node-1 keeps reporting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_streams_are_refused_or_cut_off_and_everyone_else_is_served() {
+    let _serial = SERIAL.lock().await;
+    let plans = rotation_subset(&["web-7d9c5b-a1"]);
+    let c = cluster(30, plans).await;
+    let addr = format!("127.0.0.1:{}", process::free_port().unwrap());
+    let url = format!("http://{addr}");
+    let mut procs = Procs(vec![
+        process::aggregator(
+            &c.kubeconfig,
+            &addr,
+            c.dir.path(),
+            &[
+                "--stream-idle-timeout",
+                "2s",
+                "--stream-send-timeout",
+                "2s",
+                "--max-pods-per-node",
+                "50",
+                "--max-message-bytes",
+                "1000000",
+            ],
+        )
+        .unwrap(),
+        process::agent(
+            &c.kubeconfig,
+            "node-1",
+            &url,
+            c.dir.path(),
+            &["--heartbeat", "1s"],
+        )
+        .unwrap(),
+    ]);
+    eventually(Duration::from_secs(30), "node-1's pod", || {
+        let addr = addr.clone();
+        async move { Ok((summary(&addr).await?["pods"] == 1).then_some(())) }
+    })
+    .await;
+
+    // A 2 MB message: refused by size.
+    let big = first_reply(
+        &url,
+        vec![snapshot(
+            "node-7",
+            1,
+            vec![wire_pod("node-7", "big", vec![vec![0x30; 2_000_000]])],
+        )],
+    )
+    .await;
+    let status = big.unwrap_err();
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::OutOfRange | tonic::Code::ResourceExhausted | tonic::Code::Internal
+        ),
+        "{status:?}"
+    );
+    // Garbage DER: acknowledged, and a recorded finding on the pod.
+    let garbage = first_reply(
+        &url,
+        vec![snapshot(
+            "node-6",
+            1,
+            vec![wire_pod(
+                "node-6",
+                "garbage",
+                vec![b"\x30\x82\xff\xffnot DER at all".to_vec()],
+            )],
+        )],
+    )
+    .await;
+    assert!(matches!(garbage, Ok(Some(_))), "{garbage:?}");
+    // Thousands of pods from one node: refused.
+    let many: Vec<pb::PodEvidence> = (0..2_000)
+        .map(|i| wire_pod("node-5", &format!("p{i}"), vec![]))
+        .collect();
+    let status = first_reply(&url, vec![snapshot("node-5", 1, many)])
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("--max-pods-per-node"),
+        "{status:?}"
+    );
+    // A stream that sends nothing: closed after the idle timeout.
+    let status = first_reply(&url, vec![]).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    // A stream that never reads: its replies cannot be delivered, so it is cut off. The
+    // client's HTTP/2 window is a few bytes, so replies back up at once.
+    let channel = tonic::transport::Endpoint::from_shared(url.clone())
+        .unwrap()
+        .initial_stream_window_size(Some(64))
+        .initial_connection_window_size(Some(64))
+        .connect()
+        .await
+        .unwrap();
+    let mut client = pb::ingest_client::IngestClient::new(channel);
+    let flood: Vec<pb::AgentMessage> = (1..=200)
+        .map(|seq| snapshot("node-4", seq, vec![]))
+        .collect();
+    let stuck = client
+        .report(tokio_stream::StreamExt::chain(
+            tokio_stream::iter(flood),
+            tokio_stream::pending(),
+        ))
+        .await
+        .unwrap();
+    let log = logged(
+        &procs[0],
+        "does not read its stream",
+        "the non-reading stream cut off",
+        Duration::from_secs(20),
+    )
+    .await;
+    drop(stuck);
+    drop(client);
+    for reason in [
+        "message length too large",
+        "--max-pods-per-node",
+        "no message for",
+    ] {
+        assert!(
+            log.to_lowercase().contains(&reason.to_lowercase()),
+            "{reason} in the aggregator's log:\n{log}"
+        );
+    }
+    let verdicts = all_verdicts(&addr).await.unwrap();
+    assert_eq!(
+        verdicts.get("rogue/garbage"),
+        Some(&vec!["CERT_UNREADABLE".to_string()]),
+        "{verdicts:?}"
+    );
+    // Everyone else is served: node-1's agent still reports and the aggregator answers.
+    let nodes = call(
+        &addr,
+        "anchorwatch.v1.Query/ListNodes",
+        serde_json::json!({}),
+    )
+    .await
+    .unwrap();
+    let node1 = nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "node-1")
+        .cloned()
+        .unwrap();
+    assert_eq!(node1["connected"], true, "{nodes}");
+    assert_eq!(node1["pods"], 1, "{nodes}");
+    // The rogue clients' connections are still open (their request streams never end): the
+    // aggregator waits 5 s for them on SIGTERM, then exits anyway.
+    for p in procs.iter_mut() {
+        assert!(p.is_running(), "{} died", p.name);
+        assert!(p.stop(Duration::from_secs(8)), "{} did not stop", p.name);
+    }
     c.scenario.stop().await;
     c.kube.shutdown().await;
 }
