@@ -132,9 +132,13 @@ pub fn aggregator(
         listen.to_string(),
         "--recheck-interval".into(),
         "1s".into(),
-        "--log-level".into(),
-        "info,anchorwatch_aggregator=debug".into(),
     ];
+    if !extra.contains(&"--log-level") {
+        args.extend([
+            "--log-level".into(),
+            "info,anchorwatch_aggregator=debug".into(),
+        ]);
+    }
     // The clock port on the same address and number as gRPC (UDP and TCP ports are apart), so
     // tests stay on their loopback address and agents find it from the gRPC URL.
     if !extra.contains(&"--clock-listen") {
@@ -263,4 +267,20 @@ pub fn chronyd(
         conf.display().to_string(),
     ];
     Proc::spawn(&format!("chronyd-{port}"), &program, &args, &env, dir)
+}
+
+/// A `/proc/<pid>/status` field in KiB (`VmRSS:`, `VmHWM:`).
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// User + system CPU seconds of a process.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
 }

@@ -28,21 +28,6 @@ struct Args {
     interval: Duration,
 }
 
-fn proc_status(pid: u32, field: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = text.lines().find(|l| l.starts_with(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// User + system CPU seconds of a process.
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ticks as f64 / 100.0)
-}
-
 fn round_times(log: &str) -> Vec<u64> {
     log.lines()
         .filter(|l| l.contains("probe round complete"))
@@ -144,7 +129,7 @@ async fn main() -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let cpu0 = cpu_seconds(pid).unwrap_or(0.0);
+    let cpu0 = anchorwatch_tests::process::cpu_seconds(pid).unwrap_or(0.0);
     let t0 = Instant::now();
     let deadline =
         Instant::now() + args.interval * (args.rounds as u32 + 3) + Duration::from_secs(30);
@@ -156,10 +141,10 @@ async fn main() -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let cpu = cpu_seconds(pid).unwrap_or(0.0) - cpu0;
+    let cpu = anchorwatch_tests::process::cpu_seconds(pid).unwrap_or(0.0) - cpu0;
     let window_secs = t0.elapsed().as_secs_f64();
-    let rss = proc_status(pid, "VmRSS:").unwrap_or(0);
-    let hwm = proc_status(pid, "VmHWM:").unwrap_or(0);
+    let rss = anchorwatch_tests::process::status_kib(pid, "VmRSS:").unwrap_or(0);
+    let hwm = anchorwatch_tests::process::status_kib(pid, "VmHWM:").unwrap_or(0);
     anyhow::ensure!(agent.is_running(), "agent exited:\n{}", agent.log_text());
     let measured: Vec<u64> = rounds.iter().skip(1).copied().collect();
     anyhow::ensure!(
