@@ -4,11 +4,13 @@
 pub mod analysis;
 pub mod clock;
 pub mod control_plane;
+pub mod diagnose;
 pub mod ingest;
 pub mod link;
 pub mod metrics;
 pub mod model;
 pub mod multicluster;
+pub mod objects;
 pub mod owners;
 pub mod probe;
 pub mod query;
@@ -158,6 +160,10 @@ pub enum Command {
         #[command(subcommand)]
         what: ReportKind,
     },
+    /// The same analysis and plan over `kubectl get … -o yaml` dumps (and copies of proxy log
+    /// folders), with no cluster access. Exits 0 when nothing needs attention, 1 when something
+    /// does, 2 on unusable input.
+    Diagnose(diagnose::DiagnoseArgs),
 }
 
 /// Reports.
