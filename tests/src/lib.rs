@@ -2,6 +2,7 @@
 //! certificate material, the rotation scenario, and starting the real binaries.
 
 pub mod cases;
+pub mod injected;
 pub mod kubesim;
 pub mod pki;
 pub mod process;
