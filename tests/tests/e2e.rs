@@ -1907,3 +1907,32 @@ async fn diagnose_on_a_dump_tells_the_same_story_as_the_live_pipeline() {
         p.stop().await;
     }
 }
+
+#[test]
+fn diagnose_on_input_with_no_usable_object_exits_2_and_says_what_it_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage: Vec<u8> = (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect();
+    std::fs::write(dir.path().join("support-bundle.tgz"), &garbage).unwrap();
+    std::fs::write(
+        dir.path().join("notes.yaml"),
+        "kind: Service\nmetadata: {name: x}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(process::bin("anchorwatch-aggregator").unwrap())
+        .arg("diagnose")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr.contains("no Kubernetes object this diagnosis uses"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("support-bundle.tgz") && stderr.contains("not UTF-8"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Service"), "{stderr}");
+}

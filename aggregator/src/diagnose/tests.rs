@@ -265,3 +265,150 @@ fn hand_given_clocks_and_questions_parse_or_say_what_is_wrong() {
             .contains("remove-anchor=")
     );
 }
+
+/// A meshed pod on `node` whose spec holds `anchors` (PEM), as one YAML document.
+fn mk_pod_doc(name: &str, node: &str, anchors: &str) -> String {
+    let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "shop", "uid": format!("uid-{name}")},
+        "spec": {"nodeName": node, "containers": [{"name": "linkerd-proxy", "env": [
+            {"name": ANCHORS_ENV, "value": anchors}]}]}});
+    format!("---\n{}", serde_yaml::to_string(&pod).unwrap())
+}
+
+/// A cluster between rotation steps: the bundle holds the old root `ca1` and the new `ca2`; the
+/// Secret's issuer is still under `ca1`; pod `both` holds both roots, pod `old-only` only `ca1`.
+fn mk_bundle_extended() -> (tempfile::TempDir, anchorwatch_tests::scenario::Pki) {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let pki = anchorwatch_tests::scenario::Pki::new().unwrap();
+    let (ca1, ca2) = (&pki.ca1.cert_pem, &pki.ca2.cert_pem);
+    let mut text = String::new();
+    text.push_str(&format!(
+        "---\n{}",
+        serde_yaml::to_string(&anchorwatch_tests::scenario::trust_roots(&[ca1, ca2])).unwrap()
+    ));
+    text.push_str(&format!(
+        "---\n{}",
+        serde_yaml::to_string(&anchorwatch_tests::scenario::issuer_secret(&pki.old_issuer))
+            .unwrap()
+    ));
+    text.push_str(&mk_pod_doc("both", "n1", &format!("{ca1}{ca2}")));
+    text.push_str(&mk_pod_doc("old-only", "n2", ca1));
+    let dir = mk_dir(&[("dump.yaml", text.as_bytes())]);
+    std::fs::write(dir.path().join("new-issuer.pem"), &pki.new_issuer.cert_pem).unwrap();
+    (dir, pki)
+}
+
+fn mk_opts() -> Options {
+    Options {
+        settings: Settings::new("linkerd"),
+        clocks: BTreeMap::from([("n1".into(), 0.0), ("n2".into(), 0.0)]),
+        now: Utc::now(),
+    }
+}
+
+#[test]
+fn switching_the_issuer_before_every_proxy_holds_its_anchor_is_unsafe_and_names_who_breaks() {
+    let (dir, _pki) = mk_bundle_extended();
+    let c = collect(
+        &[dir.path().join("dump.yaml")],
+        default_sources("linkerd"),
+        1 << 20,
+        Utc::now(),
+    );
+    let q = parse_what_if(&format!(
+        "issuer={}",
+        dir.path().join("new-issuer.pem").display()
+    ))
+    .unwrap();
+    let d = diagnose(&c, &mk_opts(), &BTreeMap::new(), &[q]).unwrap();
+    assert!(
+        d.report
+            .has("PENDING_BUNDLE_ROLLOUT", Some("shop/old-only"))
+    );
+    let a = &d.what_if[0];
+    assert!(!a.safe, "{a:?}");
+    assert_eq!(a.would_break, ["shop/old-only"], "{a:?}");
+    assert!(
+        a.findings
+            .iter()
+            .any(|(n, _, _)| n == "PENDING_BUNDLE_ROLLOUT"),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn removing_an_anchor_is_judged_by_what_still_chains_to_it() {
+    let (dir, pki) = mk_bundle_extended();
+    let c = collect(
+        &[dir.path().join("dump.yaml")],
+        default_sources("linkerd"),
+        1 << 20,
+        Utc::now(),
+    );
+    let fp = |pem: &str| parse_pem_bundle(pem).certs[0].fingerprint.to_string();
+    let remove = |pem: &str| WhatIf::RemoveAnchor(fp(pem)[..12].to_string());
+    let d = diagnose(
+        &c,
+        &mk_opts(),
+        &BTreeMap::new(),
+        &[remove(&pki.ca2.cert_pem), remove(&pki.ca1.cert_pem)],
+    )
+    .unwrap();
+    // ca2 signs nothing yet: taking it out breaks no one (as far as a dump can show).
+    let new = &d.what_if[0];
+    assert!(new.safe, "{new:?}");
+    assert!(new.would_break.is_empty(), "{new:?}");
+    assert!(
+        new.caveats
+            .iter()
+            .any(|c| c.contains("UNSAFE_ANCHOR_REMOVAL"))
+    );
+    // ca1 is the issuer's: without it no new leaf verifies, and every pod breaks.
+    let old = &d.what_if[1];
+    assert!(!old.safe, "{old:?}");
+    assert!(
+        old.findings
+            .iter()
+            .any(|(n, _, _)| n == "ISSUER_NOT_CHAINED_TO_ANCHOR"),
+        "{old:?}"
+    );
+    assert_eq!(old.would_break, ["shop/both", "shop/old-only"]);
+}
+
+#[test]
+fn proxy_logs_show_as_evidence_and_identity_unreachable_counts_for_their_node() {
+    let (dir, _pki) = mk_bundle_extended();
+    let logs_dir = dir.path().join("pods");
+    let folder = logs_dir.join("shop_old-only_uid-old-only/linkerd-proxy");
+    std::fs::create_dir_all(&folder).unwrap();
+    let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    std::fs::write(
+        folder.join("0.log"),
+        format!(
+            "{now} stderr F [  44.1s]  WARN ThreadId(01) outbound:proxy{{addr=10.42.3.9:8080}}: linkerd_reconnect: Failed to connect error=endpoint 10.42.3.9:8080: invalid peer certificate: BadSignature\n\
+             {now} stderr F ERROR daemon:identity: linkerd2_proxy_identity::certify: Failed to certify identity: grpc-status: Unknown, grpc-message: \"the request could not be dispatched in a timely fashion\"\n"
+        ),
+    )
+    .unwrap();
+    let (logs, skipped) = logs::read(&[logs_dir]);
+    assert!(skipped.is_empty(), "{skipped:?}");
+    let l = &logs["shop/old-only"];
+    assert_eq!(l.kinds.get("BAD_SIGNATURE"), Some(&1), "{l:?}");
+    assert!(l.identity_unreachable);
+    assert_eq!(l.last_peer.as_deref(), Some("10.42.3.9:8080"));
+    let c = collect(
+        &[dir.path().join("dump.yaml")],
+        default_sources("linkerd"),
+        1 << 20,
+        Utc::now(),
+    );
+    let opts = mk_opts();
+    let d = diagnose(&c, &opts, &logs, &[]).unwrap();
+    assert!(
+        d.report.has("IDENTITY_UNREACHABLE", Some("n2")),
+        "{:?}",
+        d.report.findings
+    );
+    let table = render::table(&c, &d, &logs, &[], &opts);
+    assert!(table.contains("logs: BAD_SIGNATURE×1"), "{table}");
+}
