@@ -634,16 +634,19 @@ pub fn diagnose(
 }
 
 /// Verdicts that, raised by a change, make it unsafe.
-const BREAKING: [&str; 8] = [
+const BREAKING: [&str; 7] = [
     "UNSAFE_ANCHOR_REMOVAL",
     "PENDING_BUNDLE_ROLLOUT",
     "ISSUER_NOT_CHAINED_TO_ANCHOR",
     "ISSUER_EXPIRED",
     "ISSUER_NOT_YET_VALID",
     "UNSUPPORTED_ALGORITHM",
-    "IDENTITY_STALE_BUNDLE",
     "INCONCLUSIVE",
 ];
+
+/// Findings a change raises that a restart of linkerd-identity fixes (the plan does it first):
+/// a step to take, not a breakage.
+const IDENTITY_RESTART: [&str; 2] = ["IDENTITY_STALE_BUNDLE", "IDENTITY_STALE_ISSUER"];
 
 fn what_if(
     c: &Collected,
@@ -749,6 +752,13 @@ fn what_if(
         if before.contains(&key) {
             continue;
         }
+        if IDENTITY_RESTART.contains(&f.name) {
+            caveats.push(format!(
+                "{}: restart linkerd-identity after the change ({})",
+                f.name, f.detail
+            ));
+            continue;
+        }
         if BREAKING.contains(&f.name)
             || f.severity == crate::analysis::trust_config::Severity::Critical
         {
@@ -790,6 +800,14 @@ fn what_if(
     let mut would_break: Vec<String> = after
         .affected
         .difference(&today.affected)
+        // A pod a finding names without a fault of its own (identity, which only needs the
+        // restart the plan gives it) does not break; breaking findings name theirs below.
+        .filter(|p| {
+            after
+                .pods
+                .get(*p)
+                .is_some_and(|a| a.verdicts.iter().any(|v| v.kind.is_fault()))
+        })
         .cloned()
         .collect();
     for (name, _, _) in &findings {

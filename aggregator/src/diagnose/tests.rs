@@ -293,6 +293,19 @@ fn mk_bundle_extended() -> (tempfile::TempDir, anchorwatch_tests::scenario::Pki)
     ));
     text.push_str(&mk_pod_doc("both", "n1", &format!("{ca1}{ca2}")));
     text.push_str(&mk_pod_doc("old-only", "n2", ca1));
+    // linkerd-identity, which read the bundle (both roots) when it started.
+    let identity = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "linkerd-identity-1", "namespace": "linkerd", "uid": "uid-identity"},
+        "spec": {"nodeName": "n1", "serviceAccountName": "linkerd-identity", "containers": [
+            {"name": "linkerd-proxy", "env": [{"name": ANCHORS_ENV, "valueFrom": {"configMapKeyRef":
+                {"name": "linkerd-identity-trust-roots", "key": "ca-bundle.crt"}}}]}]},
+        "status": {"phase": "Running", "containerStatuses": [{"name": "linkerd-proxy", "ready": true,
+            "restartCount": 0, "image": "", "imageID": "",
+            "state": {"running": {"startedAt": "2025-01-01T00:00:00Z"}}}]}});
+    text.push_str(&format!(
+        "---\n{}",
+        serde_yaml::to_string(&identity).unwrap()
+    ));
     let dir = mk_dir(&[("dump.yaml", text.as_bytes())]);
     std::fs::write(dir.path().join("new-issuer.pem"), &pki.new_issuer.cert_pem).unwrap();
     (dir, pki)
@@ -363,6 +376,13 @@ fn removing_an_anchor_is_judged_by_what_still_chains_to_it() {
             .iter()
             .any(|c| c.contains("UNSAFE_ANCHOR_REMOVAL"))
     );
+    // Identity read both roots at start: it must restart to read the change, which breaks no one.
+    assert!(
+        new.caveats
+            .iter()
+            .any(|c| c.contains("restart linkerd-identity")),
+        "{new:?}"
+    );
     // ca1 is the issuer's: without it no new leaf verifies, and every pod breaks.
     let old = &d.what_if[1];
     assert!(!old.safe, "{old:?}");
@@ -372,7 +392,10 @@ fn removing_an_anchor_is_judged_by_what_still_chains_to_it() {
             .any(|(n, _, _)| n == "ISSUER_NOT_CHAINED_TO_ANCHOR"),
         "{old:?}"
     );
-    assert_eq!(old.would_break, ["shop/both", "shop/old-only"]);
+    assert_eq!(
+        old.would_break,
+        ["linkerd/linkerd-identity-1", "shop/both", "shop/old-only"]
+    );
 }
 
 #[test]
