@@ -8,7 +8,7 @@ use anchorwatch_clock::exchange::{ReplyError, Sample, check_reply};
 use anchorwatch_clock::filter::best;
 use anchorwatch_clock::packet::{NtpTimestamp, Packet};
 use anchorwatch_proto::v1 as pb;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +59,11 @@ pub enum ExchangeError {
     /// Socket trouble.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The node's clock reads a time no exchange can be computed from.
+    #[error(
+        "this node's clock reads {0}, outside the range a measurement can be computed in: set it right (it is off by millennia at least)"
+    )]
+    OutOfRange(DateTime<Utc>),
 }
 
 /// Between exchanges of a burst: the aggregator is ours, public NTP servers want politeness.
@@ -78,7 +83,10 @@ pub async fn exchange(
     timeout: Duration,
     server_is_reference: bool,
 ) -> Result<Sample, ExchangeError> {
-    let t1 = Utc::now();
+    let t1 = crate::time::now();
+    if t1 == DateTime::<Utc>::MAX_UTC || t1 == DateTime::<Utc>::MIN_UTC {
+        return Err(ExchangeError::OutOfRange(t1));
+    }
     let request = Packet::request(NtpTimestamp::from_time(t1));
     socket.send_to(&request.encode(), server).await?;
     let deadline = tokio::time::Instant::now() + timeout;
@@ -87,7 +95,7 @@ pub async fn exchange(
         let (n, from) = tokio::time::timeout_at(deadline, socket.recv_from(&mut buf))
             .await
             .map_err(|_| ExchangeError::Timeout)??;
-        let t4 = Utc::now();
+        let t4 = crate::time::now();
         if from != server {
             debug!(%from, %server, "ignoring a datagram from another address");
             continue;
@@ -228,7 +236,7 @@ pub async fn measure(cfg: &ClockConfig) -> pb::NodeClock {
         });
     }
     pb::NodeClock {
-        measured_at: Some(crate::time::to_proto(Utc::now())),
+        measured_at: Some(crate::time::to_proto(crate::time::now())),
         aggregator: Some(offset(&aggregator)),
         ntp,
         kernel: Some(kernel()),

@@ -63,6 +63,20 @@ pub struct Args {
     #[arg(long, env = "ANCHORWATCH_AGENT_HEARTBEAT", default_value = "10s", value_parser = interval)]
     pub heartbeat: Duration,
 
+    /// CA bundle (PEM) the aggregator's certificate must chain to; needed for an `https://`
+    /// `--aggregator`. Re-read on every connect.
+    #[arg(long, env = "ANCHORWATCH_AGENT_AGGREGATOR_CA")]
+    pub aggregator_ca: Option<std::path::PathBuf>,
+
+    /// The projected ServiceAccount token presented to the aggregator (audience `anchorwatch`),
+    /// re-read on every connect. When the file does not exist the agent connects without one.
+    #[arg(
+        long,
+        env = "ANCHORWATCH_AGENT_TOKEN_FILE",
+        default_value = "/var/run/secrets/anchorwatch/token"
+    )]
+    pub token_file: std::path::PathBuf,
+
     /// Longest wait between attempts to reach the aggregator.
     #[arg(long, env = "ANCHORWATCH_AGENT_MAX_BACKOFF", default_value = "30s", value_parser = interval)]
     pub max_backoff: Duration,
@@ -150,6 +164,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             coalesce: Duration::from_millis(200),
             timeout: Duration::from_secs(10),
             max_backoff: args.max_backoff,
+            token_file: Some(args.token_file.clone()),
+            ca_file: args.aggregator_ca.clone(),
         },
         view_rx,
         clock_rx,

@@ -32,6 +32,12 @@ pub struct ReportConfig {
     pub timeout: Duration,
     /// Longest wait between reconnect attempts.
     pub max_backoff: Duration,
+    /// The projected ServiceAccount token, re-read on every connect (the kubelet rotates it);
+    /// when the file does not exist the stream carries no token.
+    pub token_file: Option<std::path::PathBuf>,
+    /// CA bundle (PEM) that the aggregator's certificate must chain to, for an `https://`
+    /// address; re-read on every connect.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// Why a stream session ended.
@@ -41,6 +47,10 @@ enum SessionError {
     Address(String),
     #[error("cannot connect: {0}")]
     Connect(#[source] tonic::transport::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("cannot use the token in {0}: {1}")]
+    Token(String, String),
     #[error("stream refused: {0}")]
     Refused(tonic::Status),
     #[error("stream failed: {0}")]
@@ -83,8 +93,14 @@ async fn session(
     view: &mut watch::Receiver<Arc<NodeView>>,
     clock: &mut ClockView,
 ) -> Result<(), SessionError> {
-    let endpoint = Endpoint::from_shared(cfg.aggregator.clone())
-        .map_err(|e| SessionError::Address(e.to_string()))?
+    let mut endpoint = Endpoint::from_shared(cfg.aggregator.clone())
+        .map_err(|e| SessionError::Address(e.to_string()))?;
+    if cfg.aggregator.starts_with("https://") {
+        endpoint = endpoint
+            .tls_config(tls_config(cfg)?)
+            .map_err(|e| SessionError::Tls(e.to_string()))?;
+    }
+    let endpoint = endpoint
         .connect_timeout(cfg.timeout)
         .tcp_keepalive(Some(Duration::from_secs(30)))
         .http2_keep_alive_interval(Duration::from_secs(20))
@@ -104,8 +120,12 @@ async fn session(
     let measured = clock.borrow_and_update().clone();
     stream.snapshot(&current, measured.as_deref()).await?;
     let mut clock_open = true;
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    if let Some(token) = token(cfg)? {
+        request.metadata_mut().insert("authorization", token);
+    }
     let mut responses = client
-        .report(ReceiverStream::new(rx))
+        .report(request)
         .await
         .map_err(SessionError::Refused)?
         .into_inner();
@@ -173,7 +193,7 @@ impl Stream {
             kind: Some(pb::agent_message::Kind::Snapshot(pb::NodeSnapshot {
                 node: self.node.clone(),
                 seq: self.seq,
-                sent_at: Some(crate::time::to_proto(chrono::Utc::now())),
+                sent_at: Some(crate::time::to_proto(crate::time::now())),
                 agent_version: env!("CARGO_PKG_VERSION").to_string(),
                 pods: view
                     .pods
@@ -217,7 +237,7 @@ impl Stream {
             kind: Some(pb::agent_message::Kind::Delta(pb::NodeDelta {
                 node: self.node.clone(),
                 seq: self.seq,
-                sent_at: Some(crate::time::to_proto(chrono::Utc::now())),
+                sent_at: Some(crate::time::to_proto(crate::time::now())),
                 upserted,
                 removed_uids,
             })),
@@ -229,7 +249,7 @@ impl Stream {
         let msg = pb::AgentMessage {
             kind: Some(pb::agent_message::Kind::Heartbeat(pb::Heartbeat {
                 node: self.node.clone(),
-                sent_at: Some(crate::time::to_proto(chrono::Utc::now())),
+                sent_at: Some(crate::time::to_proto(crate::time::now())),
                 clock: clock.cloned(),
             })),
         };
@@ -258,6 +278,54 @@ fn chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+/// TLS to the aggregator: its certificate must chain to the CA bundle in `cfg.ca_file` and name
+/// the address's host.
+fn tls_config(cfg: &ReportConfig) -> Result<tonic::transport::ClientTlsConfig, SessionError> {
+    let path = cfg.ca_file.as_ref().ok_or_else(|| {
+        SessionError::Tls(
+            "an https:// aggregator needs --aggregator-ca (the CA bundle its certificate chains to)"
+                .into(),
+        )
+    })?;
+    let pem = std::fs::read(path)
+        .map_err(|e| SessionError::Tls(format!("cannot read {}: {e}", path.display())))?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(SessionError::Tls(format!(
+            "{} holds no PEM certificate",
+            path.display()
+        )));
+    }
+    Ok(tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(pem)))
+}
+
+/// The `authorization` value for the token in `cfg.token_file`, read now; `None` without a
+/// file.
+fn token(
+    cfg: &ReportConfig,
+) -> Result<Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>, SessionError> {
+    let Some(path) = &cfg.token_file else {
+        return Ok(None);
+    };
+    let shown = path.display().to_string();
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            debug!(file = %shown, "no token file: connecting without a token");
+            return Ok(None);
+        }
+        Err(e) => return Err(SessionError::Token(shown, e.to_string())),
+    };
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(SessionError::Token(shown, "the file is empty".into()));
+    }
+    format!("Bearer {token}")
+        .parse()
+        .map(Some)
+        .map_err(|_| SessionError::Token(shown, "not a valid header value".into()))
 }
 
 /// Jittered exponential backoff: each wait is uniform in [d/2, d], d doubling up to `max`.

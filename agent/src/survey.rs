@@ -108,7 +108,7 @@ pub async fn run(
 
     info!(node = %cfg.node, "watching pods on this node");
     loop {
-        let now = chrono::Utc::now();
+        let now = crate::time::now();
         let changed = tokio::select! {
             event = pods.next() => match event {
                 Some(Ok(watcher::Event::Apply(pod))) => match meshed_pod(&pod) {

@@ -2,6 +2,12 @@
 
 use chrono::{DateTime, Utc};
 
+/// The system clock now, saturated to chrono's range: `chrono::Utc::now` panics on a clock set
+/// before 1970 or absurdly far ahead, and such a clock is what this binary must report on.
+pub fn now() -> DateTime<Utc> {
+    anchorwatch_clock::wall::from_system(std::time::SystemTime::now())
+}
+
 /// A Kubernetes `Time` as a chrono time (the one conversion pod specs need, shared with them).
 pub use anchorwatch_podspec::from_k8s;
 

@@ -44,7 +44,7 @@ pub fn read() -> std::io::Result<KernelTime> {
     if state < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    Ok(from_raw(state, &tx, Utc::now()))
+    Ok(from_raw(state, &tx, crate::time::now()))
 }
 
 /// The raw fields in units: `offset` is in ns with STA_NANO, else µs; `freq` is ppm scaled by
@@ -94,13 +94,13 @@ mod tests {
         tx.esterror = 250;
         tx.tai = 37;
         tx.status = STA_UNSYNC;
-        let k = from_raw(5, &tx, Utc::now());
+        let k = from_raw(5, &tx, crate::time::now());
         assert!(!k.synchronised);
         assert!((k.offset_s - 0.0015).abs() < 1e-12);
         assert_eq!(k.frequency_ppm, 12.0);
         assert_eq!((k.max_error_s, k.tai_offset_s), (16.0, 37));
         tx.status = STA_NANO;
-        let k = from_raw(0, &tx, Utc::now());
+        let k = from_raw(0, &tx, crate::time::now());
         assert!(k.synchronised);
         assert!((k.offset_s - 1.5e-6).abs() < 1e-15);
     }

@@ -883,7 +883,7 @@ pub fn main(args: DiagnoseArgs) -> i32 {
 /// verdict, a critical finding) for the exit status.
 pub fn run(args: DiagnoseArgs) -> anyhow::Result<bool> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let now = args.now.unwrap_or_else(Utc::now);
+    let now = args.now.unwrap_or_else(crate::time::now);
     let delta = |d: std::time::Duration| TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX);
     let mut settings = Settings::new(&args.linkerd_namespace);
     settings.issuance_lifetime = delta(args.issuance_lifetime);

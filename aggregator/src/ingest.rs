@@ -1,11 +1,15 @@
-//! The Ingest service: one bidirectional stream per agent. The first message must be a snapshot;
-//! it binds the stream to its node. Snapshots replace the node's pods, deltas update them,
-//! heartbeats keep the node fresh; when the stream ends the node turns stale (never healthy).
+//! The Ingest service: one bidirectional stream per agent. With authentication on, the stream's
+//! token binds it to the node its agent pod runs on ([`crate::auth`]); the first message must be
+//! a snapshot of that node. Snapshots replace the node's pods, deltas update them, heartbeats
+//! keep the node fresh; when the stream ends the node turns stale (never healthy). Pods the API
+//! does not place on the stream's node are dropped and counted.
 
+use crate::auth::{Agent, Authenticator, NodePods};
 use crate::model::{Cluster, PodRecord};
 use crate::wire;
 use anchorwatch_proto::v1 as pb;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -22,6 +26,10 @@ pub struct IngestService {
     shutdown: tokio::sync::watch::Receiver<bool>,
     /// Shares certificates and anchor bundles that many pods report.
     interner: Arc<Mutex<wire::Interner>>,
+    /// Checks agents' tokens; `None` accepts anyone (development only).
+    auth: Option<Arc<Authenticator>>,
+    /// Streams are served only while this replica leads.
+    leadership: tokio::sync::watch::Receiver<crate::leader::Leadership>,
 }
 
 impl IngestService {
@@ -37,7 +45,26 @@ impl IngestService {
             idle_timeout,
             shutdown,
             interner: Arc::default(),
+            auth: None,
+            leadership: tokio::sync::watch::Sender::new(crate::leader::Leadership::sole(""))
+                .subscribe(),
         }
+    }
+
+    /// Serves streams only while `leadership` says this replica leads, and ends them when it
+    /// stops leading (agents then reconnect, through the Service, to the new leader).
+    pub fn with_leadership(
+        mut self,
+        leadership: tokio::sync::watch::Receiver<crate::leader::Leadership>,
+    ) -> Self {
+        self.leadership = leadership;
+        self
+    }
+
+    /// Requires every stream to authenticate with `auth`.
+    pub fn with_auth(mut self, auth: Arc<Authenticator>) -> Self {
+        self.auth = Some(auth);
+        self
     }
 
     /// The tonic service.
@@ -60,12 +87,28 @@ impl pb::ingest_server::Ingest for IngestService {
             .remote_addr()
             .map(|a| a.to_string())
             .unwrap_or_else(|| "unknown".into());
+        {
+            let l = self.leadership.borrow();
+            if !l.leader {
+                return Err(l.refusal());
+            }
+        }
+        let agent = match &self.auth {
+            Some(auth) => match auth.authenticate(request.metadata()).await {
+                Ok(agent) => Some(agent),
+                Err(rejection) => {
+                    warn!(%peer, reason = rejection.reason(), error = %rejection, "agent stream refused");
+                    return Err(rejection.status());
+                }
+            },
+            None => None,
+        };
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(8);
         let svc = self.clone();
         tokio::spawn(
             async move {
-                if let Err(status) = svc.session(inbound, &tx).await {
+                if let Err(status) = svc.session(inbound, &tx, agent).await {
                     warn!(code = ?status.code(), message = status.message(), "agent stream ended with an error");
                     let _ = tx.send(Err(status)).await;
                 }
@@ -82,11 +125,18 @@ impl IngestService {
     async fn next(
         &self,
         inbound: &mut Streaming<pb::AgentMessage>,
+        expires: Option<tokio::time::Instant>,
     ) -> Result<Option<pb::AgentMessage>, Status> {
         let mut shutdown = self.shutdown.clone();
         if *shutdown.borrow_and_update() {
             return Err(Status::unavailable(
                 "the aggregator is shutting down; reconnect",
+            ));
+        }
+        let mut leadership = self.leadership.clone();
+        if !leadership.borrow_and_update().leader {
+            return Err(Status::unavailable(
+                "this aggregator replica stopped leading; reconnect",
             ));
         }
         tokio::select! {
@@ -98,6 +148,12 @@ impl IngestService {
                 ))),
             },
             _ = shutdown.changed() => Err(Status::unavailable("the aggregator is shutting down; reconnect")),
+            _ = stops_leading(&mut leadership) => Err(Status::unavailable(
+                "this aggregator replica stopped leading; reconnect",
+            )),
+            _ = until(expires) => Err(Status::unauthenticated(
+                "the stream's token expired; reconnect with the fresh one",
+            )),
         }
     }
 
@@ -105,8 +161,13 @@ impl IngestService {
         &self,
         mut inbound: Streaming<pb::AgentMessage>,
         tx: &Replies,
+        agent: Option<Agent>,
     ) -> Result<(), Status> {
-        let snapshot = match self.next(&mut inbound).await? {
+        let expires = agent.as_ref().and_then(|a| a.expires_at).map(|at| {
+            let left = (at - crate::time::now()).to_std().unwrap_or_default();
+            tokio::time::Instant::now() + left
+        });
+        let snapshot = match self.next(&mut inbound, expires).await? {
             Some(pb::AgentMessage {
                 kind: Some(pb::agent_message::Kind::Snapshot(s)),
             }) => s,
@@ -120,13 +181,28 @@ impl IngestService {
         if snapshot.node.is_empty() {
             return Err(Status::invalid_argument("snapshot without a node name"));
         }
+        if let (Some(agent), Some(auth)) = (&agent, &self.auth)
+            && snapshot.node != agent.node
+        {
+            auth.counters.wrong_node.fetch_add(1, Ordering::Relaxed);
+            return Err(Status::permission_denied(format!(
+                "this agent's pod {} runs on node {}; it may not report node {:?}",
+                agent.pod, agent.node, snapshot.node
+            )));
+        }
         let node = snapshot.node.clone();
         let stream = lock(&self.cluster).open_stream();
         let span = info_span!("node", %node, stream);
         async {
             info!(pods = snapshot.pods.len(), agent = %snapshot.agent_version, "agent connected");
-            let result = self.serve(&node, stream, snapshot, &mut inbound, tx).await;
-            lock(&self.cluster).disconnect(&node, stream, chrono::Utc::now());
+            let mut session = Session {
+                node: &node,
+                stream,
+                expires,
+                pods: agent.as_ref().map(|_| NodePods::new(POD_LIST_REFRESH)),
+            };
+            let result = self.serve(&mut session, snapshot, &mut inbound, tx).await;
+            lock(&self.cluster).disconnect(&node, stream, crate::time::now());
             info!("agent disconnected");
             result
         }
@@ -136,15 +212,16 @@ impl IngestService {
 
     async fn serve(
         &self,
-        node: &str,
-        stream: u64,
+        session: &mut Session<'_>,
         snapshot: pb::NodeSnapshot,
         inbound: &mut Streaming<pb::AgentMessage>,
         tx: &Replies,
     ) -> Result<(), Status> {
+        let (node, stream) = (session.node, session.stream);
         let seq = snapshot.seq;
-        let pods = decode(snapshot.pods, node, &self.interner);
-        let now = chrono::Utc::now();
+        let pods = self.confirm(session, snapshot.pods).await;
+        let pods = decode(pods, node, &self.interner);
+        let now = crate::time::now();
         {
             let mut cluster = lock(&self.cluster);
             cluster.replace_node(node, stream, &snapshot.agent_version, pods, now);
@@ -153,13 +230,14 @@ impl IngestService {
             }
         }
         ack(tx, seq).await?;
-        while let Some(msg) = self.next(inbound).await? {
-            let now = chrono::Utc::now();
+        while let Some(msg) = self.next(inbound, session.expires).await? {
+            let now = crate::time::now();
             match msg.kind {
                 Some(pb::agent_message::Kind::Snapshot(s)) => {
                     check_node(&s.node, node)?;
                     let seq = s.seq;
-                    let pods = decode(s.pods, node, &self.interner);
+                    let pods = self.confirm(session, s.pods).await;
+                    let pods = decode(pods, node, &self.interner);
                     debug!(pods = pods.len(), "snapshot");
                     {
                         let mut cluster = lock(&self.cluster);
@@ -173,7 +251,8 @@ impl IngestService {
                 Some(pb::agent_message::Kind::Delta(d)) => {
                     check_node(&d.node, node)?;
                     let seq = d.seq;
-                    let pods = decode(d.upserted, node, &self.interner);
+                    let pods = self.confirm(session, d.upserted).await;
+                    let pods = decode(pods, node, &self.interner);
                     debug!(
                         upserted = pods.len(),
                         removed = d.removed_uids.len(),
@@ -202,6 +281,63 @@ impl IngestService {
         }
         Ok(())
     }
+
+    /// The pods the API places on the session's node; the others are dropped, logged and
+    /// counted. Without authentication every pod passes.
+    async fn confirm(
+        &self,
+        session: &mut Session<'_>,
+        pods: Vec<pb::PodEvidence>,
+    ) -> Vec<pb::PodEvidence> {
+        let (Some(auth), Some(known)) = (&self.auth, session.pods.as_mut()) else {
+            return pods;
+        };
+        let uid = |p: &pb::PodEvidence| p.pod.as_ref().map(|r| r.uid.clone()).unwrap_or_default();
+        let now = std::time::Instant::now();
+        if pods.iter().any(|p| !known.contains(&uid(p))) && known.may_refresh(now) {
+            match auth.pods_on(session.node).await {
+                Ok(uids) => known.replace(uids, now),
+                Err(e) => warn!(error = %e, "cannot list the node's pods to confirm a report"),
+            }
+        }
+        let (mine, foreign): (Vec<_>, Vec<_>) =
+            pods.into_iter().partition(|p| known.contains(&uid(p)));
+        for p in &foreign {
+            auth.counters.foreign_pods.fetch_add(1, Ordering::Relaxed);
+            let r = p.pod.clone().unwrap_or_default();
+            warn!(pod = %format!("{}/{}", r.namespace, r.name), uid = %r.uid,
+                "report about a pod the API does not place on this node: dropped");
+        }
+        mine
+    }
+}
+
+/// How often a stream may re-list its node's pods when an unknown pod is reported.
+const POD_LIST_REFRESH: Duration = Duration::from_secs(5);
+
+/// One authenticated (or not) stream's state.
+struct Session<'a> {
+    node: &'a str,
+    stream: u64,
+    /// When the token expires.
+    expires: Option<tokio::time::Instant>,
+    /// The node's pods per the API; `None` without authentication.
+    pods: Option<NodePods>,
+}
+
+/// Returns when this replica stops leading; never if nobody publishes leadership any more.
+async fn stops_leading(leadership: &mut tokio::sync::watch::Receiver<crate::leader::Leadership>) {
+    if leadership.wait_for(|l| !l.leader).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Sleeps until `at`, forever when `None`.
+async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn check_node(named: &str, node: &str) -> Result<(), Status> {
@@ -219,7 +355,7 @@ fn decode(
     node: &str,
     interner: &Mutex<wire::Interner>,
 ) -> Vec<PodRecord> {
-    let now = chrono::Utc::now();
+    let now = crate::time::now();
     let mut interner = interner.lock().unwrap_or_else(|p| p.into_inner());
     pods.into_iter()
         .filter_map(|p| match wire::pod_record(p, node, now, &mut interner) {

@@ -2,10 +2,12 @@
 //! the node agents report, and answers queries over gRPC (with server reflection and health).
 
 pub mod analysis;
+pub mod auth;
 pub mod clock;
 pub mod control_plane;
 pub mod diagnose;
 pub mod ingest;
+pub mod leader;
 pub mod link;
 pub mod metrics;
 pub mod model;
@@ -17,6 +19,7 @@ pub mod query;
 pub mod report;
 pub mod time;
 pub mod timeserver;
+pub mod tls;
 pub mod trust;
 pub mod verify;
 pub mod watch;
@@ -137,6 +140,77 @@ pub struct Args {
     #[arg(long, env = "ANCHORWATCH_AGGREGATOR_LINK_PROBE_TIMEOUT", default_value = "3s", value_parser = interval)]
     pub link_probe_timeout: Duration,
 
+    /// How agents authenticate: `tokenreview` (each stream presents its projected
+    /// ServiceAccount token, reviewed with a TokenReview and bound to its pod's node) or `none`
+    /// (anyone may report any node: development only).
+    #[arg(
+        long,
+        value_enum,
+        env = "ANCHORWATCH_AGGREGATOR_AGENT_AUTH",
+        default_value = "tokenreview"
+    )]
+    pub agent_auth: auth::Mode,
+
+    /// The audience agents' tokens must be minted for.
+    #[arg(
+        long,
+        env = "ANCHORWATCH_AGGREGATOR_TOKEN_AUDIENCE",
+        default_value = "anchorwatch"
+    )]
+    pub token_audience: String,
+
+    /// The agents' ServiceAccount, `namespace/name`: the only one whose tokens are accepted.
+    #[arg(
+        long,
+        env = "ANCHORWATCH_AGGREGATOR_AGENT_SERVICE_ACCOUNT",
+        default_value = "anchorwatch/anchorwatch-agent",
+        value_parser = namespaced_name
+    )]
+    pub agent_service_account: String,
+
+    /// The `kubernetes.io/tls` Secret (`namespace/name`) whose `tls.crt` and `tls.key` the gRPC
+    /// port serves, followed and reloaded on change. Without it gRPC is plaintext.
+    #[arg(long, env = "ANCHORWATCH_AGGREGATOR_TLS_SECRET", value_parser = namespaced_name)]
+    pub tls_secret: Option<String>,
+
+    /// How long a TokenReview's answer is reused for the same token.
+    #[arg(long, env = "ANCHORWATCH_AGGREGATOR_TOKEN_REVIEW_CACHE", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub token_review_cache: Duration,
+
+    /// Elect a leader among aggregator replicas with a Lease; only the leader is ready, serves
+    /// agents and queries, and acts. `false` for a single replica that always leads.
+    #[arg(long, env = "ANCHORWATCH_AGGREGATOR_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+
+    /// The Lease's name.
+    #[arg(
+        long,
+        env = "ANCHORWATCH_AGGREGATOR_LEASE_NAME",
+        default_value = "anchorwatch-aggregator"
+    )]
+    pub lease_name: String,
+
+    /// The Lease's namespace (the aggregator's own, from the Downward API).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "anchorwatch")]
+    pub lease_namespace: String,
+
+    /// This replica's identity in the Lease (its pod name, from the Downward API); by default
+    /// the host name and process id.
+    #[arg(long, env = "POD_NAME")]
+    pub leader_identity: Option<String>,
+
+    /// How long a Lease that stopped being renewed is honoured before a standby takes over.
+    #[arg(long, env = "ANCHORWATCH_AGGREGATOR_LEASE_DURATION", default_value = "15s", value_parser = interval)]
+    pub lease_duration: Duration,
+
+    /// How long the leader may fail to renew before it steps down (less than the duration).
+    #[arg(long, env = "ANCHORWATCH_AGGREGATOR_LEASE_RENEW_DEADLINE", default_value = "10s", value_parser = interval)]
+    pub lease_renew_deadline: Duration,
+
+    /// How often the Lease is renewed or checked (less than the renew deadline).
+    #[arg(long, env = "ANCHORWATCH_AGGREGATOR_LEASE_RETRY_PERIOD", default_value = "2s", value_parser = interval)]
+    pub lease_retry_period: Duration,
+
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `anchorwatch_aggregator=debug`.
     #[arg(long, env = "ANCHORWATCH_AGGREGATOR_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -174,6 +248,23 @@ pub enum ReportKind {
 }
 
 /// A duration flag that must be at least 10 ms (a zero interval would spin or panic).
+/// The host name and process id: unique among replicas on one host, as the Lease needs.
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "aggregator".into());
+    format!("{host}-{}", std::process::id())
+}
+
+fn namespaced_name(s: &str) -> Result<String, String> {
+    match s.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(s.to_string())
+        }
+        _ => Err(format!("{s:?}: expected namespace/name")),
+    }
+}
+
 fn interval(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
     if d < Duration::from_millis(10) {
@@ -221,7 +312,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let cluster = Arc::new(Mutex::new(model::Cluster::new(
         trust::Trust::new(sources.clone()),
         args.stale_after,
-        chrono::Utc::now(),
+        crate::time::now(),
     )));
     let delta = |d: Duration| chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX);
     let mut settings = analysis::cluster::Settings::new(&args.linkerd_namespace);
@@ -237,11 +328,60 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             max_points: 2_000,
         });
     }
+    let authenticator = match args.agent_auth {
+        auth::Mode::Tokenreview => Some(Arc::new(auth::Authenticator::new(
+            client.clone(),
+            auth::Settings {
+                audience: args.token_audience.clone(),
+                service_account: args.agent_service_account.clone(),
+                cache_for: args.token_review_cache,
+            },
+        ))),
+        auth::Mode::None => {
+            tracing::warn!(
+                "--agent-auth none: any client that reaches the gRPC port may report any node; use only for development"
+            );
+            None
+        }
+    };
     let clock_socket = tokio::net::UdpSocket::bind(args.clock_listen)
         .await
         .with_context(|| format!("cannot listen on {} (UDP)", args.clock_listen))?;
     tracing::info!(listen = %clock_socket.local_addr()?, "clock port serving");
     let mut tasks = tokio::task::JoinSet::new();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let identity = args
+        .leader_identity
+        .clone()
+        .unwrap_or_else(default_identity);
+    let (leadership_tx, leadership) = tokio::sync::watch::channel(if args.leader_elect {
+        leader::Leadership::default()
+    } else {
+        leader::Leadership::sole(&identity)
+    });
+    let elector = if args.leader_elect {
+        anyhow::ensure!(
+            args.lease_retry_period < args.lease_renew_deadline
+                && args.lease_renew_deadline < args.lease_duration,
+            "need --lease-retry-period < --lease-renew-deadline < --lease-duration"
+        );
+        tracing::info!(lease = %format!("{}/{}", args.lease_namespace, args.lease_name), %identity, "electing a leader");
+        Some(tokio::spawn(leader::run(
+            client.clone(),
+            leader::Config {
+                namespace: args.lease_namespace.clone(),
+                name: args.lease_name.clone(),
+                identity: identity.clone(),
+                lease_duration: args.lease_duration,
+                renew_deadline: args.lease_renew_deadline,
+                retry_period: args.lease_retry_period,
+            },
+            leadership_tx,
+            stop_rx.clone(),
+        )))
+    } else {
+        None
+    };
     let clock_counters = Arc::new(timeserver::Counters::default());
     tasks.spawn(timeserver::serve(clock_socket, clock_counters.clone()));
     let metrics_listener = tokio::net::TcpListener::bind(args.metrics_listen)
@@ -251,26 +391,56 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     {
         let cluster = cluster.clone();
         let settings = settings.clone();
-        let app = axum::Router::new().route(
-            "/metrics",
-            axum::routing::get(move || {
-                let cluster = cluster.clone();
-                let counters = clock_counters.clone();
-                let settings = settings.clone();
-                async move {
-                    let cluster = ingest::lock(&cluster);
-                    let (rows, _, _) = cluster.clock_rows(&settings, 0, chrono::Utc::now());
-                    let port = metrics::ClockPort {
-                        answered: counters.answered.load(std::sync::atomic::Ordering::Relaxed),
-                        dropped: counters.dropped.load(std::sync::atomic::Ordering::Relaxed),
-                    };
-                    (
-                        [("content-type", "text/plain; version=0.0.4")],
-                        metrics::render_clock(&rows, port),
-                    )
-                }
-            }),
-        );
+        let auth_for_metrics = authenticator.clone();
+        let leading = leadership.clone();
+        let ready = leadership.clone();
+        let app = axum::Router::new()
+            .route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let cluster = cluster.clone();
+                    let counters = clock_counters.clone();
+                    let settings = settings.clone();
+                    let auth = auth_for_metrics.clone();
+                    let leading = leading.borrow().leader;
+                    async move {
+                        let cluster = ingest::lock(&cluster);
+                        let (rows, _, _) = cluster.clock_rows(&settings, 0, crate::time::now());
+                        let port = metrics::ClockPort {
+                            answered: counters.answered.load(std::sync::atomic::Ordering::Relaxed),
+                            dropped: counters.dropped.load(std::sync::atomic::Ordering::Relaxed),
+                        };
+                        let mut text = metrics::render_clock(&rows, port);
+                        if let Some(auth) = &auth {
+                            text.push_str(&metrics::render_auth(&auth.counters));
+                        }
+                        text.push_str(&metrics::render_leader(leading));
+                        ([("content-type", "text/plain; version=0.0.4")], text)
+                    }
+                }),
+            )
+            // Liveness: the process serves. Readiness: it leads (a Service then sends agents and
+            // queries only to the leader).
+            .route("/healthz", axum::routing::get(|| async { "ok" }))
+            .route(
+                "/readyz",
+                axum::routing::get(move || {
+                    let l = ready.borrow().clone();
+                    async move {
+                        if l.leader {
+                            (axum::http::StatusCode::OK, "leader".to_string())
+                        } else {
+                            (
+                                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                                format!(
+                                    "standby; leader: {}",
+                                    l.holder.as_deref().unwrap_or("none yet")
+                                ),
+                            )
+                        }
+                    }
+                }),
+            );
         tasks.spawn(async move {
             if let Err(e) = axum::serve(metrics_listener, app).await {
                 tracing::warn!(error = %e, "metrics server failed");
@@ -307,21 +477,37 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.link_probe_interval,
         args.link_probe_timeout,
     ));
-    tasks.spawn(watch::follow_owners(client, cluster.clone()));
+    tasks.spawn(watch::follow_owners(client.clone(), cluster.clone()));
     let ticker = cluster.clone();
     let interval = args.recheck_interval;
     tasks.spawn(async move {
         let mut every = tokio::time::interval(interval);
         loop {
             every.tick().await;
-            ingest::lock(&ticker).tick(chrono::Utc::now());
+            ingest::lock(&ticker).tick(crate::time::now());
         }
     });
 
     let (health, health_svc) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<anchorwatch_proto::v1::query_server::QueryServer<query::QueryService>>()
-        .await;
+    {
+        let mut leadership = leadership.clone();
+        tasks.spawn(async move {
+            loop {
+                let leading = leadership.borrow_and_update().leader;
+                let status = if leading {
+                    tonic_health::ServingStatus::Serving
+                } else {
+                    tonic_health::ServingStatus::NotServing
+                };
+                for service in ["", "anchorwatch.v1.Query", "anchorwatch.v1.Ingest"] {
+                    health.set_service_status(service, status).await;
+                }
+                if leadership.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
     // Both reflection versions list every service, themselves included: grpcurl 1.8 speaks
     // only v1alpha, newer clients v1.
     let reflection = |b: tonic_reflection::server::Builder<'static>| {
@@ -339,29 +525,67 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .build_v1alpha()
         .context("cannot build the reflection service")?;
 
+    let serving_cert = match &args.tls_secret {
+        Some(secret) => {
+            let (namespace, name) = secret.split_once('/').unwrap_or(("", secret));
+            let current = Arc::new(tls::CurrentCert::default());
+            tasks.spawn(tls::follow_secret(
+                client.clone(),
+                namespace.to_string(),
+                name.to_string(),
+                current.clone(),
+            ));
+            Some(current)
+        }
+        None => {
+            tracing::warn!(
+                "no --tls-secret: gRPC is served in plaintext; agents' tokens and reports cross the network in the clear"
+            );
+            None
+        }
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, "anchorwatch aggregator serving gRPC");
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        tls = serving_cert.is_some(),
+        "anchorwatch aggregator serving gRPC"
+    );
     // Agents may be silent for a few heartbeats before a stream is dropped as idle.
     let idle = args.stale_after.max(Duration::from_secs(30));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut stop_server = stop_rx.clone();
-    let server = tonic::transport::Server::builder()
+    let mut ingest = ingest::IngestService::new(cluster.clone(), idle, stop_rx.clone())
+        .with_leadership(leadership.clone());
+    if let Some(auth) = &authenticator {
+        ingest = ingest.with_auth(auth.clone());
+    }
+    let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(health_svc)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(ingest::IngestService::new(cluster.clone(), idle, stop_rx.clone()).svc())
-        .add_service(query::QueryService::new(cluster, settings, stop_rx).svc())
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            async move {
-                let _ = stop_server.changed().await;
-            },
+        .add_service(ingest.svc())
+        .add_service(
+            query::QueryService::new(cluster, settings, stop_rx).svc_for(leadership.clone()),
         );
-    tokio::pin!(server);
+    let stopped = async move {
+        let _ = stop_server.changed().await;
+    };
+    type Serving = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>,
+    >;
+    let mut server: Serving = match serving_cert {
+        Some(current) => {
+            let config = Arc::new(tls::server_config(current));
+            Box::pin(router.serve_with_incoming_shutdown(tls::incoming(listener, config), stopped))
+        }
+        None => Box::pin(router.serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            stopped,
+        )),
+    };
     tokio::select! {
         r = &mut server => r.context("gRPC server failed")?,
         _ = shutdown_signal() => {
@@ -373,6 +597,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 Err(_) => tracing::warn!("connections still open after 5 s; exiting anyway"),
             }
         }
+    }
+    // The Lease is released on the stop signal; give that a moment.
+    if let Some(elector) = elector {
+        let _ = tokio::time::timeout(Duration::from_secs(3), elector).await;
     }
     tasks.abort_all();
     tracing::info!("shut down");

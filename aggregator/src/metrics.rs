@@ -26,6 +26,68 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
+/// Whether this replica leads.
+pub fn render_leader(leading: bool) -> String {
+    let mut out = String::new();
+    family(
+        &mut out,
+        "anchorwatch_aggregator_leader",
+        "gauge",
+        "1 when this aggregator replica holds the Lease (serves agents and queries, and acts).",
+    );
+    let _ = writeln!(out, "anchorwatch_aggregator_leader {}", u8::from(leading));
+    out
+}
+
+/// Agent authentication counters.
+pub fn render_auth(c: &crate::auth::Counters) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut out = String::new();
+    family(
+        &mut out,
+        "anchorwatch_agent_streams_accepted_total",
+        "counter",
+        "Agent streams whose token was accepted.",
+    );
+    let _ = writeln!(
+        out,
+        "anchorwatch_agent_streams_accepted_total {}",
+        c.accepted.load(Relaxed)
+    );
+    family(
+        &mut out,
+        "anchorwatch_agent_streams_rejected_total",
+        "counter",
+        "Agent streams refused, by reason (no_token, invalid_token, wrong_service_account, unbound, api_unavailable).",
+    );
+    let rejected = c.rejected.lock().unwrap_or_else(|p| p.into_inner());
+    let mut reasons: Vec<_> = rejected.iter().collect();
+    reasons.sort();
+    for (reason, n) in reasons {
+        let _ = writeln!(
+            out,
+            "anchorwatch_agent_streams_rejected_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
+    family(
+        &mut out,
+        "anchorwatch_agent_reports_rejected_total",
+        "counter",
+        "Reports refused from authenticated agents: about a pod the API does not place on the agent's node (foreign_pod), or naming another node (wrong_node).",
+    );
+    let _ = writeln!(
+        out,
+        "anchorwatch_agent_reports_rejected_total{{reason=\"foreign_pod\"}} {}",
+        c.foreign_pods.load(Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "anchorwatch_agent_reports_rejected_total{{reason=\"wrong_node\"}} {}",
+        c.wrong_node.load(Relaxed)
+    );
+    out
+}
+
 /// The node clock gauges and the clock port counters.
 pub fn render_clock(rows: &[Row], port: ClockPort) -> String {
     let mut out = String::new();
@@ -171,7 +233,6 @@ pub fn render_clock(rows: &[Row], port: ClockPort) -> String {
 mod tests {
     use super::*;
     use crate::clock::{ClockSettings, NodeClockState, Offset, Reading, rows};
-    use chrono::Utc;
 
     #[test]
     fn gauges_per_node_with_escaped_labels_and_only_what_is_known() {
@@ -179,7 +240,7 @@ mod tests {
         let mut measured = NodeClockState::new(&s);
         measured.apply(
             Reading {
-                received_at: Utc::now(),
+                received_at: crate::time::now(),
                 aggregator: Offset {
                     offset_s: Some(-25.0),
                     bound_s: 0.0005,
@@ -194,7 +255,7 @@ mod tests {
             [("n\"1", &measured, false), ("n2", &never, false)],
             Some("n2"),
             0,
-            Utc::now(),
+            crate::time::now(),
             &s,
         );
         let text = render_clock(

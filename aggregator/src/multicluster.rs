@@ -172,7 +172,7 @@ async fn probe_links(
         let probed = futures::future::join_all(rounds).await;
         // Links deleted while their gateways were probed stay deleted.
         let current = rx.borrow().clone();
-        let now = chrono::Utc::now();
+        let now = crate::time::now();
         let mut model = lock(&cluster);
         for (l, outcomes) in links.values().zip(probed) {
             if current.get(&l.key()) != Some(l) {
@@ -197,7 +197,7 @@ fn forget_vanished(cluster: &Mutex<Cluster>, links: &Links) {
         .map(String::from)
         .collect();
     for key in gone {
-        model.remove_link(&key, chrono::Utc::now());
+        model.remove_link(&key, crate::time::now());
         info!(link = %key, "multicluster Link gone; its gateways are forgotten");
     }
 }

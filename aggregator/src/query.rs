@@ -62,7 +62,7 @@ impl QueryService {
 
     fn summarise(cluster: &mut Cluster, settings: &Settings) -> pb::ClusterSummary {
         let chains_to = cluster.issuer_anchors();
-        let report = cluster.report(settings, chrono::Utc::now());
+        let report = cluster.report(settings, crate::time::now());
         let s = cluster.summary();
         pb::ClusterSummary {
             bundle: Some(wire::trust_bundle(&cluster.trust)),
@@ -88,6 +88,29 @@ impl QueryService {
     }
 
     /// The tonic service.
+    /// The tonic service, answering only while `leadership` says this replica leads (a
+    /// standby's model is empty: it would answer wrongly).
+    pub fn svc_for(
+        self,
+        leadership: tokio::sync::watch::Receiver<crate::leader::Leadership>,
+    ) -> tonic::service::interceptor::InterceptedService<
+        pb::query_server::QueryServer<Self>,
+        impl tonic::service::Interceptor + Clone,
+    > {
+        let server = self.svc();
+        tonic::service::interceptor::InterceptedService::new(
+            server,
+            move |request: tonic::Request<()>| {
+                let l = leadership.borrow();
+                if l.leader {
+                    Ok(request)
+                } else {
+                    Err(l.refusal())
+                }
+            },
+        )
+    }
+
     pub fn svc(self) -> pb::query_server::QueryServer<Self> {
         pb::query_server::QueryServer::new(self)
     }
@@ -177,7 +200,7 @@ impl pb::query_server::Query for QueryService {
         request: Request<pb::ClockReportRequest>,
     ) -> Result<Response<pb::ClockReportResponse>, Status> {
         let history = request.into_inner().history.min(10_000) as usize;
-        let now = chrono::Utc::now();
+        let now = crate::time::now();
         let cluster = lock(&self.cluster);
         let (rows, identity, clock) = cluster.clock_rows(&self.settings, history, now);
         Ok(Response::new(wire::clock_report(
@@ -267,7 +290,7 @@ mod tests {
             key: "ca-bundle.crt".into(),
             secret: "linkerd-identity-issuer".into(),
         };
-        let now = chrono::Utc::now();
+        let now = crate::time::now();
         let mut c = Cluster::new(
             Trust::new(sources.clone()),
             std::time::Duration::from_secs(60),
@@ -292,7 +315,7 @@ mod tests {
         assert_eq!(svc.summary_now(), first);
         assert_eq!(lock(&cluster).revision(), revision);
 
-        lock(&cluster).update_control_plane(chrono::Utc::now(), |cp| {
+        lock(&cluster).update_control_plane(crate::time::now(), |cp| {
             cp.identity_events.apply(
                 "e1",
                 IdentityEvent {

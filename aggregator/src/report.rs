@@ -21,7 +21,7 @@ pub enum Format {
 /// `report clock` flags.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ClockArgs {
-    /// The aggregator's gRPC address.
+    /// The aggregator's gRPC address: `host:port` or `http://host:port`.
     #[arg(
         long,
         env = "ANCHORWATCH_REPORT_SERVER",
@@ -37,14 +37,30 @@ pub struct ClockArgs {
     /// Offsets per node to fetch for the picture (and the JSON).
     #[arg(long, default_value_t = 360)]
     pub history: u32,
+    /// CA bundle (PEM) the aggregator's certificate chains to; needed for an `https://`
+    /// server (an aggregator run with `--tls-secret`).
+    #[arg(long, env = "ANCHORWATCH_REPORT_CA")]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 /// Fetches the report and prints it (and writes the picture).
 pub async fn run(args: ClockArgs) -> anyhow::Result<()> {
     use anyhow::Context;
-    let mut client = QueryClient::connect(args.server.clone())
+    let server = server_url(&args.server, args.ca.is_some())?;
+    let mut endpoint = tonic::transport::Endpoint::from_shared(server.clone())
+        .with_context(|| format!("--server {server}"))?;
+    if let Some(ca) = &args.ca {
+        let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
+        endpoint = endpoint.tls_config(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(pem)),
+        )?;
+    }
+    let channel = endpoint
+        .connect()
         .await
-        .with_context(|| format!("cannot reach the aggregator at {}", args.server))?;
+        .with_context(|| format!("cannot reach the aggregator at {server}"))?;
+    let mut client = QueryClient::new(channel);
     let report = client
         .clock_report(pb::ClockReportRequest {
             history: args.history,
@@ -66,12 +82,48 @@ pub async fn run(args: ClockArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The gRPC URL for `--server`. A bare `host:port` is `https://` when a CA bundle is given
+/// (`tls`), else `http://`; `https://` without a CA bundle is refused rather than left to fail
+/// obscurely, and `http://` with one is refused rather than sent in plaintext.
+pub fn server_url(server: &str, tls: bool) -> anyhow::Result<String> {
+    let server = server.trim();
+    let (scheme, rest) = match server.split_once("://") {
+        Some((scheme, rest)) => (scheme, rest),
+        None => (if tls { "https" } else { "http" }, server),
+    };
+    if rest.is_empty() {
+        anyhow::bail!(
+            "--server {server:?}: expected host:port, http://host:port or https://host:port"
+        );
+    }
+    match (scheme, tls) {
+        ("https", true) | ("http", false) => Ok(format!("{scheme}://{rest}")),
+        ("https", false) => anyhow::bail!(
+            "--server {server}: TLS needs --ca, the CA bundle the aggregator's certificate chains to"
+        ),
+        ("http", true) => anyhow::bail!(
+            "--server {server}: --ca is given but the address is plaintext; use https://{rest}"
+        ),
+        _ => anyhow::bail!("--server {server}: unknown scheme {scheme:?}"),
+    }
+}
+
 fn time(t: &Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
     t.as_ref().and_then(crate::time::from_proto)
 }
 
 fn ms(s: f64) -> String {
-    format!("{:+.3}", s * 1000.0)
+    signed(s * 1000.0, 3)
+}
+
+/// `v` with its sign and `places` decimals; what rounds to zero is `+0.00`, never `-0.00`.
+fn signed(v: f64, places: usize) -> String {
+    let text = format!("{v:+.places$}");
+    if text.starts_with('-') && text[1..].chars().all(|c| c == '0' || c == '.') {
+        format!("+{}", &text[1..])
+    } else {
+        text
+    }
 }
 
 fn forecast(at: &Option<prost_types::Timestamp>, beyond: bool) -> String {
@@ -106,7 +158,7 @@ fn cells(r: &pb::NodeClockRow) -> [String; 10] {
             .map(|o| format!("{} ± {:.3}", ms(o), r.bound_to_identity_seconds * 1000.0))
             .unwrap_or_else(|| "-".into()),
         r.drift_ppm
-            .map(|d| format!("{d:+.2} ± {:.2}", r.drift_ppm_uncertainty))
+            .map(|d| format!("{} ± {:.2}", signed(d, 2), r.drift_ppm_uncertainty))
             .unwrap_or_else(|| "-".into()),
         kernel(&r.kernel).into(),
         forecast(&r.warn_at, r.beyond_warn),
@@ -178,12 +230,14 @@ pub fn table(r: &pb::ClockReportResponse) -> String {
     out
 }
 
-/// CSV with raw numbers (seconds, ppm, RFC 3339 times).
+/// CSV with plain numbers (seconds to the nanosecond, ppm to 0.001, RFC 3339 times).
 pub fn csv(r: &pb::ClockReportResponse) -> String {
     let mut out = String::from(
         "node,level,reference,offset_seconds,bound_seconds,offset_to_identity_seconds,bound_to_identity_seconds,drift_ppm,drift_ppm_uncertainty,kernel,warn_at,critical_at,last_sample_at,problem\n",
     );
-    let num = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+    let secs = |v: f64| trim_zeros(format!("{v:.9}"));
+    let num = |v: Option<f64>| v.map(secs).unwrap_or_default();
+    let ppm = |v: f64| trim_zeros(format!("{v:.3}"));
     let ts =
         |t: &Option<prost_types::Timestamp>| time(t).map(|t| t.to_rfc3339()).unwrap_or_default();
     let quote = |s: &str| {
@@ -201,11 +255,11 @@ pub fn csv(r: &pb::ClockReportResponse) -> String {
             n.level,
             quote(&n.reference),
             num(n.offset_seconds),
-            n.bound_seconds,
+            secs(n.bound_seconds),
             num(n.offset_to_identity_seconds),
-            n.bound_to_identity_seconds,
-            num(n.drift_ppm),
-            n.drift_ppm_uncertainty,
+            secs(n.bound_to_identity_seconds),
+            n.drift_ppm.map(ppm).unwrap_or_default(),
+            ppm(n.drift_ppm_uncertainty),
             kernel(&n.kernel),
             if n.beyond_warn {
                 "now".into()
@@ -222,6 +276,16 @@ pub fn csv(r: &pb::ClockReportResponse) -> String {
         );
     }
     out
+}
+
+/// `1.500000000` → `1.5`, `3.000` → `3`, `-0.000` → `0`.
+fn trim_zeros(s: String) -> String {
+    let t = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &s
+    };
+    if t == "-0" { "0".into() } else { t.into() }
 }
 
 /// The report as JSON.
@@ -264,8 +328,11 @@ pub fn json(r: &pb::ClockReportResponse) -> serde_json::Value {
 }
 
 const COLOURS: [&str; 8] = [
-    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+    "#1f77b4", "#9467bd", "#2ca02c", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22",
 ];
+
+/// Nodes drawn in the picture, worst first; the rest are counted in the legend.
+const MAX_DRAWN: usize = 16;
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -274,17 +341,76 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Offsets over time, one line per node, its error bound as a band, the warn and critical
-/// thresholds as dashed lines.
+/// The colour a level is written in.
+fn level_colour(level: &str) -> &'static str {
+    match level {
+        "ok" => "#2ca02c",
+        "warn" => "#ff7f0e",
+        "critical" => "#d62728",
+        _ => "#7f7f7f",
+    }
+}
+
+/// Worst first: critical, warn, stale, unmeasured, ok; then the larger |offset|.
+fn severity(n: &pb::NodeClockRow) -> (u8, f64) {
+    let rank = match n.level.as_str() {
+        "critical" => 0,
+        "warn" => 1,
+        "stale" => 2,
+        "ok" => 4,
+        _ => 3,
+    };
+    (rank, -n.offset_seconds.unwrap_or(0.0).abs())
+}
+
+/// The y axis unit for offsets up to `y_max` seconds: its name and its size in seconds.
+fn axis_unit(y_max: f64) -> (&'static str, f64) {
+    if y_max < 1.0 {
+        ("ms", 1e-3)
+    } else if y_max < 3.0 * 86_400.0 {
+        ("s", 1.0)
+    } else {
+        ("days", 86_400.0)
+    }
+}
+
+/// A tick label: short enough for the margin whatever the magnitude.
+fn tick(v: f64) -> String {
+    let a = v.abs();
+    if a == 0.0 {
+        "0".into()
+    } else if a >= 1e5 {
+        format!("{v:.1e}")
+    } else if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 1.0 {
+        trim_zeros(format!("{v:.2}"))
+    } else {
+        trim_zeros(format!("{v:.3}"))
+    }
+}
+
+/// Offsets over time, one line per node (the worst [`MAX_DRAWN`]), its error bound as a band, the
+/// warn and critical thresholds as dashed lines; the legend gives each node's level in the
+/// level's colour.
 pub fn svg(r: &pb::ClockReportResponse) -> String {
-    let (w, h, left, right, top, bottom) = (960.0, 480.0, 80.0, 200.0, 40.0, 50.0);
+    let (w, h, left, right, top, bottom) = (960.0, 480.0, 80.0, 220.0, 40.0, 50.0);
     let plot_w = w - left - right;
     let plot_h = h - top - bottom;
-    let points: Vec<(DateTime<Utc>, f64, f64)> = r
-        .nodes
+    let mut nodes: Vec<&pb::NodeClockRow> = r.nodes.iter().collect();
+    nodes.sort_by(|a, b| {
+        let (ra, oa) = severity(a);
+        let (rb, ob) = severity(b);
+        ra.cmp(&rb)
+            .then(oa.total_cmp(&ob))
+            .then(a.node.cmp(&b.node))
+    });
+    let drawn = &nodes[..nodes.len().min(MAX_DRAWN)];
+    let points: Vec<(DateTime<Utc>, f64, f64)> = drawn
         .iter()
         .flat_map(|n| n.history.iter())
         .filter_map(|p| Some((time(&p.at)?, p.offset_seconds, p.bound_seconds)))
+        .filter(|p| p.1.is_finite() && p.2.is_finite())
         .collect();
     let mut out = String::new();
     let _ = writeln!(
@@ -292,19 +418,17 @@ pub fn svg(r: &pb::ClockReportResponse) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(out, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-    let title = if r.reference == "ntp" {
-        "Node clock offset to NTP (ms)"
+    let to = if r.reference == "ntp" {
+        "NTP (true time)"
+    } else if r.reference == "mixed" {
+        "NTP or the aggregator"
     } else {
-        "Node clock offset to the aggregator (ms)"
+        "the aggregator"
     };
-    let _ = writeln!(
-        out,
-        r#"<text x="{left}" y="24" font-size="15">{title}</text>"#
-    );
     if points.is_empty() {
         let _ = writeln!(
             out,
-            r#"<text x="{}" y="{}">no clock measurements yet</text></svg>"#,
+            r#"<text x="{left}" y="24" font-size="15">Node clock offset to {to}</text><text x="{}" y="{}">no clock measurements yet</text></svg>"#,
             left + 20.0,
             top + plot_h / 2.0
         );
@@ -323,8 +447,13 @@ pub fn svg(r: &pb::ClockReportResponse) -> String {
     } else {
         peak.max(r.warn_seconds) * 1.2
     };
+    let (unit, unit_s) = axis_unit(y_max);
+    let _ = writeln!(
+        out,
+        r#"<text x="{left}" y="24" font-size="15">Node clock offset to {to} ({unit})</text>"#
+    );
     let x = |t: DateTime<Utc>| left + (t - t0).as_seconds_f64() / span * plot_w;
-    let y = |v: f64| top + plot_h / 2.0 - v / y_max * plot_h / 2.0;
+    let y = |v: f64| top + plot_h / 2.0 - (v / y_max).clamp(-1.05, 1.05) * plot_h / 2.0;
     // Axes, zero line, ticks.
     let _ = writeln!(
         out,
@@ -334,26 +463,26 @@ pub fn svg(r: &pb::ClockReportResponse) -> String {
         let v = y_max * i as f64 / 2.0;
         let _ = writeln!(
             out,
-            r##"<line x1="{left}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke="#eee"/><text x="{}" y="{:.1}" text-anchor="end">{:.3}</text>"##,
+            r##"<line x1="{left}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke="#eee"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
             left + plot_w,
             left - 6.0,
             y(v) + 4.0,
-            v * 1000.0,
+            tick(v / unit_s),
             yy = y(v)
         );
     }
-    for (level, v, colour) in [
-        ("warn", r.warn_seconds, "#ff7f0e"),
-        ("critical", r.critical_seconds, "#d62728"),
-    ] {
+    for (level, v) in [("warn", r.warn_seconds), ("critical", r.critical_seconds)] {
         if v < y_max {
-            for s in [v, -v] {
+            let colour = level_colour(level);
+            for (s, dy) in [(v, -4.0), (-v, 14.0)] {
                 let _ = writeln!(
                     out,
-                    r#"<line x1="{left}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke="{colour}" stroke-dasharray="6 4"/><text x="{}" y="{:.1}" fill="{colour}">{level}</text>"#,
+                    r#"<line x1="{left}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke="{colour}" stroke-dasharray="6 4"/><text x="{}" y="{:.1}" fill="{colour}" font-size="11">{level} {}{}</text>"#,
                     left + plot_w,
-                    left + plot_w + 4.0,
-                    y(s) + 4.0,
+                    left + 4.0,
+                    y(s) + dy,
+                    if s < 0.0 { "−" } else { "+" },
+                    tick(v / unit_s),
                     yy = y(s)
                 );
             }
@@ -368,8 +497,9 @@ pub fn svg(r: &pb::ClockReportResponse) -> String {
         h - 20.0,
         t1.format("%H:%M:%S UTC")
     );
-    // One band and line per node.
-    for (i, n) in r.nodes.iter().enumerate() {
+    // One band and line per drawn node, and its legend entry.
+    let legend_x = w - right + 16.0;
+    for (i, n) in drawn.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
         let pts: Vec<(f64, f64, f64)> = n
             .history
@@ -378,6 +508,7 @@ pub fn svg(r: &pb::ClockReportResponse) -> String {
                 let t = time(&p.at)?;
                 Some((x(t), p.offset_seconds, p.bound_seconds))
             })
+            .filter(|p| p.1.is_finite() && p.2.is_finite())
             .collect();
         if !pts.is_empty() {
             let upper: Vec<String> = pts
@@ -405,16 +536,23 @@ pub fn svg(r: &pb::ClockReportResponse) -> String {
                 line.join(" ")
             );
         }
-        let ly = top + 14.0 + 18.0 * i as f64;
+        let ly = top + 12.0 + 22.0 * i as f64;
         let _ = writeln!(
             out,
-            r#"<rect x="{}" y="{}" width="12" height="12" fill="{colour}"/><text x="{}" y="{}">{} ({})</text>"#,
-            w - right + 40.0,
+            r#"<rect x="{legend_x}" y="{}" width="12" height="12" fill="{colour}"/><text x="{}" y="{ly}">{} <tspan fill="{}" font-weight="bold">{}</tspan></text>"#,
             ly - 10.0,
-            w - right + 58.0,
-            ly,
+            legend_x + 18.0,
             escape(&n.node),
+            level_colour(&n.level),
             escape(&n.level)
+        );
+    }
+    if nodes.len() > drawn.len() {
+        let _ = writeln!(
+            out,
+            r##"<text x="{legend_x}" y="{}" fill="#555">+{} more nodes, not drawn (see the table)</text>"##,
+            top + 12.0 + 22.0 * drawn.len() as f64,
+            nodes.len() - drawn.len()
         );
     }
     out.push_str("</svg>\n");

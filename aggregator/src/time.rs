@@ -2,6 +2,12 @@
 
 use chrono::{DateTime, Utc};
 
+/// The system clock now, saturated to chrono's range: `chrono::Utc::now` panics on a clock set
+/// before 1970 or absurdly far ahead, and such a clock is what this binary must report on.
+pub fn now() -> DateTime<Utc> {
+    anchorwatch_clock::wall::from_system(std::time::SystemTime::now())
+}
+
 /// A protobuf `Timestamp` as a chrono time; `None` when out of range.
 pub fn from_proto(t: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?)

@@ -5,7 +5,6 @@
 
 use anchorwatch_clock::exchange::reply_to;
 use anchorwatch_clock::packet::{Mode, Packet};
-use chrono::Utc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::net::UdpSocket;
@@ -40,7 +39,7 @@ pub async fn serve(socket: UdpSocket, counters: Arc<Counters>) {
                 continue;
             }
         };
-        let t2 = Utc::now();
+        let t2 = crate::time::now();
         let request = match Packet::decode(&buf[..n]) {
             Ok(p) if p.mode == Mode::Client && (1..=4).contains(&p.version) => p,
             _ => {
@@ -48,7 +47,14 @@ pub async fn serve(socket: UdpSocket, counters: Arc<Counters>) {
                 continue;
             }
         };
-        let reply = reply_to(&request, t2, Utc::now(), STRATUM, REFERENCE_ID, PRECISION);
+        let reply = reply_to(
+            &request,
+            t2,
+            crate::time::now(),
+            STRATUM,
+            REFERENCE_ID,
+            PRECISION,
+        );
         match socket.send_to(&reply.encode(), from).await {
             Ok(_) => {
                 counters.answered.fetch_add(1, Ordering::Relaxed);
@@ -75,18 +81,18 @@ mod tests {
         let wait = std::time::Duration::from_secs(2);
 
         client.send_to(b"not ntp", addr).await.unwrap();
-        let mut server_mode = Packet::request(NtpTimestamp::from_time(Utc::now()));
+        let mut server_mode = Packet::request(NtpTimestamp::from_time(crate::time::now()));
         server_mode.mode = Mode::Server;
         client.send_to(&server_mode.encode(), addr).await.unwrap();
 
-        let t1 = Utc::now();
+        let t1 = crate::time::now();
         let request = Packet::request(NtpTimestamp::from_time(t1));
         client.send_to(&request.encode(), addr).await.unwrap();
         let (n, from) = tokio::time::timeout(wait, client.recv_from(&mut buf))
             .await
             .unwrap()
             .unwrap();
-        let t4 = Utc::now();
+        let t4 = crate::time::now();
         assert_eq!((from, n), (addr, 48));
         let reply = Packet::decode(&buf[..n]).unwrap();
         let s = check_reply(&request, &reply, t1, t4, 1e-6, true).unwrap();

@@ -43,7 +43,7 @@ pub async fn follow_bundle(
             BundleState::Unavailable(why) => warn!(%why, "trust bundle unavailable"),
             BundleState::Unknown => {}
         }
-        let now = chrono::Utc::now();
+        let now = crate::time::now();
         let mut cluster = lock(&cluster);
         if cluster.set_bundle(state, rv, now) {
             info!("trust bundle anchor set changed; all pods judged again");
@@ -72,7 +72,7 @@ pub async fn follow_issuer(
             IssuerState::Unavailable(why) => warn!(%why, "issuer unavailable"),
             IssuerState::Unknown => {}
         }
-        let now = chrono::Utc::now();
+        let now = crate::time::now();
         let mut cluster = lock(&cluster);
         cluster.set_issuer(state, now);
         cluster.update_control_plane(now, |cp| {
@@ -107,7 +107,7 @@ pub async fn follow_linkerd_config(
             }
             LinkerdConfig::Absent => info!(object = %what, "not found; going without it"),
         }
-        lock(&cluster).update_control_plane(chrono::Utc::now(), |cp| cp.linkerd_config = cfg);
+        lock(&cluster).update_control_plane(crate::time::now(), |cp| cp.linkerd_config = cfg);
     })
     .await
 }
@@ -122,7 +122,7 @@ pub async fn follow_identity_events(
     let cfg = watcher::Config::default()
         .fields("involvedObject.kind=Deployment,involvedObject.name=linkerd-identity");
     follow_list(api, cfg, "linkerd-identity events", objects::identity_event, |change| {
-        let now = chrono::Utc::now();
+        let now = crate::time::now();
         lock(&cluster).update_control_plane(now, |cp| match change {
             Change::Listed(all) => cp.identity_events.replace(all),
             Change::Applied((name, ev)) => {
@@ -137,7 +137,7 @@ pub async fn follow_identity_events(
 
 /// Watches the one object `name` of `api` and calls `on_change` with its new value, or `None`
 /// when it is deleted or absent after a (re)list. Retries with backoff on errors.
-async fn follow_one<K>(
+pub(crate) async fn follow_one<K>(
     api: kube::Api<K>,
     name: &str,
     what: &str,
@@ -212,7 +212,7 @@ pub async fn follow_extension_namespaces(client: kube::Client, cluster: Arc<Mute
     let cfg = watcher::Config::default().labels(objects::EXTENSION_LABEL);
     let name = |ns: &Namespace| ns.metadata.name.clone();
     follow_list(api, cfg, "extension namespaces", name, |change| {
-        let now = chrono::Utc::now();
+        let now = crate::time::now();
         if let Change::Listed(all) = &change {
             info!(namespaces = ?all, "extension namespaces listed");
         }
@@ -291,7 +291,7 @@ async fn follow_catalog<K, T>(
         ))
     };
     follow_list(api, cfg, what, entry, |change| {
-        let now = chrono::Utc::now();
+        let now = crate::time::now();
         let mut cluster = lock(&cluster);
         match change {
             Change::Listed(objects) => {

@@ -40,6 +40,11 @@ pub struct Drift {
     pub span_s: f64,
 }
 
+/// The shortest history a forecast is made from. Over a few minutes, path noise that the bounds
+/// allow (tens of µs on a LAN) looks like a drift of a fraction of a ppm, and a forecast of a
+/// threshold crossing days away from it would be noise extrapolated.
+pub const MIN_FORECAST_SPAN_S: f64 = 600.0;
+
 /// When a threshold will be crossed.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Forecast {
@@ -47,7 +52,8 @@ pub enum Forecast {
     Beyond,
     /// At this time, if the drift holds.
     At(DateTime<Utc>),
-    /// Not while the drift holds (moving away from it, or no drift distinguishable from zero).
+    /// Not while the drift holds (moving away from it, or no drift distinguishable from zero),
+    /// or too little history to say ([`MIN_FORECAST_SPAN_S`]).
     Never,
 }
 
@@ -93,7 +99,11 @@ impl History {
 
     /// Weighted least-squares line through the points (weights 1/bound², a bound taken as one
     /// standard error); the rate's uncertainty grows when the points scatter more than their
-    /// bounds say (a stepped clock). `None` with fewer than 3 points or no time between them.
+    /// bounds say (a stepped clock). It is never below what the bounds allow at the ends of the
+    /// span: the bounds are hard limits, not random errors, so a systematic error (an asymmetric
+    /// path) can sit anywhere inside them, and averaging many points does not remove it; two
+    /// typical bounds over the span is the floor. `None` with fewer than 3 points or no time
+    /// between them.
     pub fn fit(&self) -> Option<Drift> {
         let n = self.points.len();
         if n < 3 {
@@ -143,7 +153,10 @@ impl History {
             .map(|((x, w), p)| w * (p.offset_s - intercept - slope * x).powi(2))
             .sum();
         let scatter = (chi2 / (n as f64 - 2.0)).max(1.0);
-        let slope_se = (scatter / sxx).sqrt();
+        let mut bounds: Vec<f64> = self.points.iter().map(|p| p.bound_s).collect();
+        bounds.sort_by(f64::total_cmp);
+        let typical_bound = bounds[n / 2];
+        let slope_se = (scatter / sxx).sqrt().max(2.0 * typical_bound / span);
         Some(Drift {
             ppm: slope * 1e6,
             ppm_uncertainty: slope_se * 1e6,
@@ -157,13 +170,17 @@ impl History {
 
 impl Drift {
     /// When |offset| reaches `threshold_s`, if the drift holds. A rate within two standard
-    /// errors of zero is no trend.
+    /// errors of zero is no trend, and a history shorter than [`MIN_FORECAST_SPAN_S`] forecasts
+    /// nothing.
     pub fn forecast(&self, threshold_s: f64) -> Forecast {
         if self.offset_now_s.abs() >= threshold_s {
             return Forecast::Beyond;
         }
         let rate = self.ppm / 1e6;
-        if self.ppm.abs() <= 2.0 * self.ppm_uncertainty || rate == 0.0 {
+        if self.span_s < MIN_FORECAST_SPAN_S
+            || self.ppm.abs() <= 2.0 * self.ppm_uncertainty
+            || rate == 0.0
+        {
             return Forecast::Never;
         }
         let target = threshold_s.copysign(rate);

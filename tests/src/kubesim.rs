@@ -20,6 +20,7 @@ mod routes;
 mod selector;
 mod status;
 mod store;
+mod tokens;
 mod watch;
 
 use std::collections::VecDeque;
@@ -38,6 +39,7 @@ use tokio::task::JoinHandle;
 
 pub use resource::ResourceType;
 use store::{Put, Store};
+pub use tokens::TokenClaims;
 
 /// Changes buffered per watch before it falls back to catching up from the history.
 const BROADCAST_CAPACITY: usize = 1024;
@@ -101,6 +103,8 @@ pub(crate) struct Shared {
     options: KubeSimOptions,
     shutdown: tokio::sync::watch::Receiver<bool>,
     addr: SocketAddr,
+    /// ServiceAccount tokens issued by [`KubeSim::issue_token`], by value.
+    tokens: Mutex<std::collections::HashMap<String, TokenClaims>>,
 }
 
 impl Shared {
@@ -157,6 +161,7 @@ impl KubeSim {
             options,
             shutdown: shutdown_receiver.clone(),
             addr,
+            tokens: Mutex::default(),
         });
         let app = Router::new()
             .fallback(routes::handle)
@@ -386,6 +391,19 @@ impl KubeSim {
     /// first.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared.requests().iter().cloned().collect()
+    }
+
+    /// Issues a ServiceAccount token with these claims: `TokenReview` authenticates it while it
+    /// has not expired, its audiences meet the review's and its pod exists with the same uid.
+    pub fn issue_token(&self, claims: TokenClaims) -> String {
+        let mut tokens = self
+            .shared
+            .tokens
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let token = claims.encode(tokens.len() as u64);
+        tokens.insert(token.clone(), claims);
+        token
     }
 
     /// Forgets the recorded requests.

@@ -110,6 +110,22 @@ impl Ca {
         })
     }
 
+    /// A TLS server certificate under this CA for `names` (DNS names or IP addresses, as
+    /// subject alternative names), valid for a day: `(certificate PEM, PKCS#8 key PEM)`, as a
+    /// `kubernetes.io/tls` Secret holds them.
+    pub fn server_pem(&self, names: &[&str]) -> anyhow::Result<(String, String)> {
+        let key = KeyPair::generate()?;
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())?;
+        params.is_ca = IsCa::NoCa;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let (from, to) = window(-60, 86_400);
+        params.not_before = from;
+        params.not_after = to;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
     /// A proxy leaf for `identity_name` under this CA.
     pub fn leaf(
         &self,

@@ -80,6 +80,12 @@ impl Proc {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// SIGKILL at once, as a crashed node or an OOM kill would: nothing is cleaned up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM, wait up to `grace`, then SIGKILL. Returns whether it exited on SIGTERM.
     pub fn stop(&mut self, grace: Duration) -> bool {
         if !self.is_running() {
@@ -133,6 +139,11 @@ pub fn aggregator(
     // tests stay on their loopback address and agents find it from the gRPC URL.
     if !extra.contains(&"--clock-listen") {
         args.extend(["--clock-listen".to_string(), listen.to_string()]);
+    }
+    // Agents in most tests carry no ServiceAccount token; the tests of authentication pass
+    // `--agent-auth tokenreview` and give their agents tokens.
+    if !extra.contains(&"--agent-auth") {
+        args.extend(["--agent-auth".to_string(), "none".to_string()]);
     }
     if !extra.contains(&"--metrics-listen") {
         let ip = listen.rsplit_once(':').map_or("127.0.0.1", |(ip, _)| ip);

@@ -50,8 +50,13 @@ async fn http_get(addr: &str, path: &str) -> String {
 
 /// Runs the real grpcurl (plaintext) with a 20 s bound; stdout on success.
 async fn grpcurl(addr: &str, args: &[&str]) -> anyhow::Result<String> {
+    grpcurl_over(addr, &["-plaintext"], args).await
+}
+
+/// Runs the real grpcurl with `transport` flags (`-plaintext`, or `-cacert FILE` for TLS).
+async fn grpcurl_over(addr: &str, transport: &[&str], args: &[&str]) -> anyhow::Result<String> {
     let mut cmd = tokio::process::Command::new(grpcurl_path());
-    cmd.arg("-plaintext").arg("-max-time").arg("10");
+    cmd.args(transport).arg("-max-time").arg("10");
     let (before, after): (Vec<&str>, Vec<&str>) = match args.iter().position(|a| *a == "--") {
         Some(i) => (args[..i].to_vec(), args[i + 1..].to_vec()),
         None => (vec![], args.to_vec()),
@@ -92,6 +97,54 @@ where
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Agents for `nodes`, each under libfaketime at its shift when it has one.
+fn shifted_agents(
+    c: &Cluster,
+    url: &str,
+    nodes: &[(&str, Option<&str>)],
+    extra: &[&str],
+) -> Vec<Proc> {
+    nodes
+        .iter()
+        .map(|(node, shift)| {
+            let env = match shift {
+                Some(s) => process::faketime(s).unwrap(),
+                None => vec![],
+            };
+            process::agent_with_env(&c.kubeconfig, node, url, c.dir.path(), extra, env).unwrap()
+        })
+        .collect()
+}
+
+/// Polls `Query/ClockReport` (with `history` offsets per node) until `done` holds for its rows.
+async fn clock_report_until(
+    addr: &str,
+    what: &str,
+    limit: Duration,
+    history: u32,
+    done: fn(&[Value]) -> bool,
+) -> Value {
+    eventually(limit, what, || async move {
+        let r = call(
+            addr,
+            "anchorwatch.v1.Query/ClockReport",
+            serde_json::json!({ "history": history }),
+        )
+        .await?;
+        Ok(r["nodes"].as_array().is_some_and(|n| done(n)).then_some(r))
+    })
+    .await
+}
+
+/// The report's row for `node`.
+fn clock_row(report: &Value, node: &str) -> Value {
+    report["nodes"]
+        .as_array()
+        .and_then(|n| n.iter().find(|x| x["node"] == node))
+        .cloned()
+        .unwrap_or_else(|| panic!("no row for {node}: {report}"))
 }
 
 /// Verdicts per pod as `KIND` or `KIND:reason` (for chain and probe verdicts), sorted.
@@ -885,38 +938,22 @@ async fn clock_skew_is_measured_and_a_node_behind_identity_is_held() {
         )
         .unwrap(),
     ];
-    for (node, shift) in [
-        ("node-1", None),
-        ("node-2", Some("+3s")),
-        ("node-3", Some("-25s")),
-    ] {
-        let env = match shift {
-            Some(s) => process::faketime(s).unwrap(),
-            None => vec![],
-        };
-        procs.push(
-            process::agent_with_env(&c.kubeconfig, node, &url, c.dir.path(), &[], env).unwrap(),
-        );
-    }
-    let report = eventually(
-        Duration::from_secs(30),
+    procs.extend(shifted_agents(
+        &c,
+        &url,
+        &[
+            ("node-1", None),
+            ("node-2", Some("+3s")),
+            ("node-3", Some("-25s")),
+        ],
+        &[],
+    ));
+    let report = clock_report_until(
+        &addr,
         "every node's clock measured",
-        || {
-            let addr = addr.clone();
-            async move {
-                let r = call(
-                    &addr,
-                    "anchorwatch.v1.Query/ClockReport",
-                    serde_json::json!({"history": 10}),
-                )
-                .await?;
-                let measured = r["nodes"]
-                    .as_array()
-                    .map(|n| n.len() == 3 && n.iter().all(|x| x.get("offsetSeconds").is_some()))
-                    .unwrap_or(false);
-                Ok(measured.then_some(r))
-            }
-        },
+        Duration::from_secs(30),
+        10,
+        |n| n.len() == 3 && n.iter().all(|x| x.get("offsetSeconds").is_some()),
     )
     .await;
     if std::thread::panicking() {
@@ -924,15 +961,7 @@ async fn clock_skew_is_measured_and_a_node_behind_identity_is_held() {
     }
     assert_eq!(report["identityNode"], "node-1", "{report}");
     assert_eq!(report["reference"], "aggregator", "{report}");
-    let row = |n: &str| {
-        report["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["node"] == n)
-            .cloned()
-            .unwrap()
-    };
+    let row = |n: &str| clock_row(&report, n);
     for (node, shift, level) in [
         ("node-1", 0.0, "ok"),
         ("node-2", 3.0, "warn"),
@@ -1647,56 +1676,30 @@ async fn sntp_against_a_real_chronyd_measures_within_the_bound() {
         chrony,
         process::aggregator(&c.kubeconfig, &addr, c.dir.path(), &[]).unwrap(),
     ]);
-    for (node, shift) in [("node-1", None), ("node-2", Some("+3s"))] {
-        let env = match shift {
-            Some(s) => process::faketime(s).unwrap(),
-            None => vec![],
-        };
-        procs.push(
-            process::agent_with_env(
-                &c.kubeconfig,
-                node,
-                &url,
-                c.dir.path(),
-                &["--ntp-servers", &ntp],
-                env,
-            )
-            .unwrap(),
-        );
-    }
-    let report = eventually(
-        Duration::from_secs(40),
+    procs.extend(shifted_agents(
+        &c,
+        &url,
+        &[("node-1", None), ("node-2", Some("+3s"))],
+        &["--ntp-servers", &ntp],
+    ));
+    let report = clock_report_until(
+        &addr,
         "both nodes measured against chronyd",
-        || {
-            let addr = addr.clone();
-            async move {
-                let r = call(
-                    &addr,
-                    "anchorwatch.v1.Query/ClockReport",
-                    serde_json::json!({}),
-                )
-                .await?;
-                let done = r["nodes"].as_array().is_some_and(|n| {
-                    n.len() == 2
-                        && n.iter().all(|x| {
-                            x["reference"]
-                                .as_str()
-                                .is_some_and(|r| r.starts_with("ntp:"))
-                        })
-                });
-                Ok(done.then_some(r))
-            }
+        Duration::from_secs(40),
+        0,
+        |n| {
+            n.len() == 2
+                && n.iter().all(|x| {
+                    x["reference"]
+                        .as_str()
+                        .is_some_and(|r| r.starts_with("ntp:"))
+                })
         },
     )
     .await;
     assert_eq!(report["reference"], "ntp", "{report}");
     for (node, shift) in [("node-1", 0.0), ("node-2", 3.0)] {
-        let r = report["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["node"] == node)
-            .unwrap();
+        let r = &clock_row(&report, node);
         let offset = r["offsetSeconds"].as_f64().unwrap_or(0.0);
         let bound = r["boundSeconds"].as_f64().unwrap();
         assert!(
@@ -1935,4 +1938,624 @@ fn diagnose_on_input_with_no_usable_object_exits_2_and_says_what_it_skipped() {
         "{stderr}"
     );
     assert!(stderr.contains("Service"), "{stderr}");
+}
+
+/// An agent on a node whose clock is absurd keeps running instead of dying on the time library's
+/// range: a clock decades before 1970 is measured (critical, with its offset); one millions of
+/// years ahead, beyond what any timestamp can hold, is reported as unmeasurable, and the node is
+/// INCONCLUSIVE — never healthy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_on_absurd_clocks_report_instead_of_dying() {
+    let _serial = SERIAL.lock().await;
+    let c = cluster(26, vec![]).await;
+    let addr = format!("127.0.0.1:{}", process::free_port().unwrap());
+    let url = format!("http://{addr}");
+    let mut procs = Procs(vec![
+        process::aggregator(&c.kubeconfig, &addr, c.dir.path(), &[]).unwrap(),
+    ]);
+    // About 273 million years ahead (beyond chrono's range), and 82 years behind (1944).
+    procs.extend(shifted_agents(
+        &c,
+        &url,
+        &[
+            ("node-1", Some("+99999999999d")),
+            ("node-2", Some("-30000d")),
+        ],
+        &[],
+    ));
+    let report = clock_report_until(
+        &addr,
+        "both absurd clocks measured",
+        Duration::from_secs(30),
+        0,
+        |n| {
+            n.len() == 2
+                && n.iter().all(|x| {
+                    // Measured, or the agent's reason it could not measure.
+                    x.get("offsetSeconds").is_some() || x["level"] == "stale"
+                })
+        },
+    )
+    .await;
+    let row = |n: &str| clock_row(&report, n);
+    let ahead = row("node-1");
+    assert!(ahead.get("offsetSeconds").is_none(), "{ahead}");
+    assert_ne!(ahead["level"], "ok", "{ahead}");
+    assert!(
+        ahead["problem"]
+            .as_str()
+            .unwrap()
+            .contains("outside the range a measurement can be computed in"),
+        "{ahead}"
+    );
+    let summary = call(&addr, "anchorwatch.v1.Query/Summary", serde_json::json!({}))
+        .await
+        .unwrap();
+    assert!(
+        summary["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["verdict"] == "INCONCLUSIVE" && f["subject"] == "node-1"),
+        "{summary}"
+    );
+    let behind = row("node-2");
+    assert_eq!(behind["level"], "critical", "{behind}");
+    let days = behind["offsetSeconds"].as_f64().unwrap() / 86_400.0;
+    assert!((days + 30_000.0).abs() < 1.0, "{behind}");
+    for p in procs.iter_mut().skip(1) {
+        assert!(p.is_running(), "{} died on its clock", p.name);
+    }
+    for p in procs.iter_mut() {
+        assert!(p.stop(Duration::from_secs(5)), "{} did not stop", p.name);
+    }
+    c.scenario.stop().await;
+    c.kube.shutdown().await;
+}
+
+/// Makes an agent pod `name` on `node` running as ServiceAccount `account` in namespace
+/// `anchorwatch`, and writes a token bound to it (audience `anchorwatch`) into a file.
+fn agent_token(c: &Cluster, name: &str, node: &str, account: &str) -> PathBuf {
+    use k8s_openapi::api::core::v1::Pod;
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "anchorwatch"},
+        "spec": {"nodeName": node, "serviceAccountName": account,
+                 "containers": [{"name": "agent", "image": "anchorwatch-agent"}]},
+    }))
+    .unwrap();
+    let pod = c.kube.apply_pod(pod);
+    let token = c.kube.issue_token(anchorwatch_tests::kubesim::TokenClaims {
+        namespace: "anchorwatch".into(),
+        service_account: account.into(),
+        pod_name: name.into(),
+        pod_uid: pod.metadata.uid.unwrap(),
+        node_name: Some(node.into()),
+        audiences: vec!["anchorwatch".into()],
+        expires_at: chrono::Utc::now() + chrono::TimeDelta::hours(1),
+    });
+    let path = c.dir.path().join(format!("{name}.token"));
+    std::fs::write(&path, token).unwrap();
+    path
+}
+
+/// With `--agent-auth tokenreview`, only the agents' ServiceAccount may report, only about its
+/// own node and the pods the API places there; everything else is refused, says why, and is
+/// counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_authenticated_agents_report_and_only_about_their_own_node() {
+    let _serial = SERIAL.lock().await;
+    let plans: Vec<PodPlan> = scenario::rotation_pods()
+        .into_iter()
+        .filter(|p| ["web-7d9c5b-a1", "web-7d9c5b-a2"].contains(&p.name))
+        .collect();
+    let c = cluster(27, plans).await;
+    let addr = format!("127.0.0.1:{}", process::free_port().unwrap());
+    let url = format!("http://{addr}");
+    let metrics = format!("127.0.0.1:{}", process::free_port().unwrap());
+    let good = agent_token(&c, "anchorwatch-agent-a1", "node-1", "anchorwatch-agent");
+    let other_account = agent_token(&c, "impostor-b2", "node-2", "default");
+    let forged = c.dir.path().join("forged.token");
+    std::fs::write(
+        &forged,
+        "eyJhbGciOiJSUzI1NiJ9.eyJleHAiOjQxMDI0NDQ4MDB9.c2ln",
+    )
+    .unwrap();
+    let mut procs = Procs(vec![
+        process::aggregator(
+            &c.kubeconfig,
+            &addr,
+            c.dir.path(),
+            &["--agent-auth", "tokenreview", "--metrics-listen", &metrics],
+        )
+        .unwrap(),
+        process::agent(
+            &c.kubeconfig,
+            "node-1",
+            &url,
+            c.dir.path(),
+            &["--token-file", good.to_str().unwrap()],
+        )
+        .unwrap(),
+        process::agent(
+            &c.kubeconfig,
+            "node-2",
+            &url,
+            c.dir.path(),
+            &["--token-file", other_account.to_str().unwrap()],
+        )
+        .unwrap(),
+    ]);
+    // node-1's pod arrives; node-2's agent is refused.
+    eventually(Duration::from_secs(30), "node-1's pod", || {
+        let addr = addr.clone();
+        async move {
+            let s = summary(&addr).await?;
+            Ok((s["pods"] == 1).then_some(()))
+        }
+    })
+    .await;
+
+    // A rogue client with node-1's valid token: a snapshot naming node-2 is refused outright; a
+    // snapshot of node-1 that includes node-2's pod has that pod dropped.
+    let node2_pod = c
+        .kube
+        .pods()
+        .into_iter()
+        .find(|p| p.metadata.name.as_deref() == Some("web-7d9c5b-a2"))
+        .unwrap();
+    let token = std::fs::read_to_string(&good).unwrap();
+    let send = |node: &str, pods: Vec<pb::PodEvidence>, token: String| {
+        let url = url.clone();
+        let node = node.to_string();
+        async move {
+            let mut client = pb::ingest_client::IngestClient::connect(url).await.unwrap();
+            let snapshot = pb::AgentMessage {
+                kind: Some(pb::agent_message::Kind::Snapshot(pb::NodeSnapshot {
+                    node,
+                    seq: 1,
+                    pods,
+                    ..Default::default()
+                })),
+            };
+            let mut request = tonic::Request::new(tokio_stream::iter(vec![snapshot]));
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            match client.report(request).await {
+                Err(status) => Err(status),
+                Ok(r) => {
+                    let mut r = r.into_inner();
+                    match r.message().await {
+                        Ok(m) => Ok(m),
+                        Err(status) => Err(status),
+                    }
+                }
+            }
+        }
+    };
+    let wrong_node = send("node-2", vec![], token.clone()).await.unwrap_err();
+    assert_eq!(
+        wrong_node.code(),
+        tonic::Code::PermissionDenied,
+        "{wrong_node:?}"
+    );
+    assert!(
+        wrong_node.message().contains("runs on node node-1"),
+        "{wrong_node:?}"
+    );
+    let forged_token = std::fs::read_to_string(&forged).unwrap();
+    let refused = send("node-1", vec![], forged_token).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    let none = send("node-1", vec![], String::new()).await.unwrap_err();
+    assert_eq!(none.code(), tonic::Code::Unauthenticated, "{none:?}");
+    let foreign = pb::PodEvidence {
+        pod: Some(pb::PodRef {
+            namespace: node2_pod.metadata.namespace.clone().unwrap(),
+            name: "web-7d9c5b-a2".into(),
+            uid: node2_pod.metadata.uid.clone().unwrap(),
+        }),
+        node: "node-1".into(),
+        ..Default::default()
+    };
+    let acked = send("node-1", vec![foreign], token).await.unwrap();
+    assert!(
+        acked.is_some(),
+        "the snapshot is acknowledged, minus the foreign pod"
+    );
+    let pods = call(
+        &addr,
+        "anchorwatch.v1.Query/ListPods",
+        serde_json::json!({}),
+    )
+    .await
+    .unwrap();
+    // (The rogue snapshot replaced node-1's view, as any snapshot of node-1 does; node-1's own
+    // agent restores it at its next message.)
+    let names: Vec<&str> = pods["pods"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| p["name"].as_str().unwrap_or(""))
+        .collect();
+    assert!(!names.contains(&"web-7d9c5b-a2"), "{pods}");
+
+    let scraped = http_get(&metrics, "/metrics").await;
+    for line in [
+        "anchorwatch_agent_streams_rejected_total{reason=\"wrong_service_account\"}",
+        "anchorwatch_agent_streams_rejected_total{reason=\"invalid_token\"} 1",
+        "anchorwatch_agent_streams_rejected_total{reason=\"no_token\"} 1",
+        "anchorwatch_agent_reports_rejected_total{reason=\"foreign_pod\"} 1",
+        "anchorwatch_agent_reports_rejected_total{reason=\"wrong_node\"} 1",
+    ] {
+        assert!(scraped.contains(line), "{line} in {scraped}");
+    }
+    // node-2's agent said why in its log.
+    let log = std::fs::read_to_string(&procs[2].log).unwrap();
+    assert!(log.contains("is not the agents' ServiceAccount"), "{log}");
+    for p in procs.iter_mut() {
+        assert!(p.stop(Duration::from_secs(5)), "{} did not stop", p.name);
+    }
+    c.scenario.stop().await;
+    c.kube.shutdown().await;
+}
+
+/// Over TLS from a Secret: agents verify the aggregator against the CA bundle they are given and
+/// stream with their token; real grpcurl queries with `-cacert` (plaintext is refused); a
+/// renewed certificate in the Secret is served to new connections without a restart while the
+/// agent keeps reporting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_stream_over_tls_and_a_renewed_certificate_is_served_without_a_restart() {
+    use k8s_openapi::api::core::v1::Secret;
+    let _serial = SERIAL.lock().await;
+    let plans: Vec<PodPlan> = scenario::rotation_pods()
+        .into_iter()
+        .filter(|p| p.name == "web-7d9c5b-a1")
+        .collect();
+    let c = cluster(28, plans).await;
+    let ca = anchorwatch_tests::pki::Ca::root("anchorwatch test CA").unwrap();
+    let names = ["anchorwatch-aggregator.anchorwatch.svc", "127.0.0.1"];
+    let tls_secret = |(cert, key): (String, String)| -> Secret {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": "anchorwatch-aggregator-tls", "namespace": "anchorwatch"},
+            "stringData": {},
+            "data": {
+                "tls.crt": base64_encode(cert.as_bytes()),
+                "tls.key": base64_encode(key.as_bytes()),
+                "ca.crt": base64_encode(ca.cert_pem.as_bytes()),
+            },
+        }))
+        .unwrap()
+    };
+    let first = ca.server_pem(&names).unwrap();
+    let first_der = pem_der(&first.0);
+    c.kube.apply_secret(tls_secret(first));
+    let ca_file = c.dir.path().join("ca.crt");
+    std::fs::write(&ca_file, &ca.cert_pem).unwrap();
+    let ca_arg = ca_file.to_str().unwrap();
+    let token = agent_token(&c, "anchorwatch-agent-t1", "node-1", "anchorwatch-agent");
+    let addr = format!("127.0.0.1:{}", process::free_port().unwrap());
+    let mut procs = Procs(vec![
+        process::aggregator(
+            &c.kubeconfig,
+            &addr,
+            c.dir.path(),
+            &[
+                "--agent-auth",
+                "tokenreview",
+                "--tls-secret",
+                "anchorwatch/anchorwatch-aggregator-tls",
+            ],
+        )
+        .unwrap(),
+        process::agent(
+            &c.kubeconfig,
+            "node-1",
+            &format!("https://{addr}"),
+            c.dir.path(),
+            &[
+                "--aggregator-ca",
+                ca_arg,
+                "--token-file",
+                token.to_str().unwrap(),
+            ],
+        )
+        .unwrap(),
+    ]);
+    let tls = ["-cacert", ca_arg];
+    let nodes = |addr: String| async move {
+        let out = grpcurl_over(&addr, &tls, &["anchorwatch.v1.Query/ListNodes"]).await?;
+        anyhow::Ok(serde_json::from_str::<Value>(&out)?)
+    };
+    let before = eventually(Duration::from_secs(30), "node-1 over TLS", || {
+        let n = nodes(addr.clone());
+        async move {
+            let n = n.await?;
+            let up = n["nodes"][0]["connected"] == true && n["nodes"][0]["pods"] == 1;
+            Ok(up.then_some(n))
+        }
+    })
+    .await;
+    assert_eq!(presented(&addr, &ca.cert_pem).await, first_der);
+    let plain = grpcurl(&addr, &["list"]).await;
+    assert!(plain.is_err(), "plaintext must be refused: {plain:?}");
+
+    // cert-manager renews: the Secret gets a new certificate and key.
+    let second = ca.server_pem(&names).unwrap();
+    let second_der = pem_der(&second.0);
+    c.kube.apply_secret(tls_secret(second));
+    eventually(
+        Duration::from_secs(20),
+        "the renewed certificate served",
+        || {
+            let addr = addr.clone();
+            let ca = ca.cert_pem.clone();
+            let want = second_der.clone();
+            async move { Ok((presented(&addr, &ca).await == want).then_some(())) }
+        },
+    )
+    .await;
+    let reported_before = before["nodes"][0]["lastReportAt"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let after = eventually(Duration::from_secs(30), "node-1 still reporting", || {
+        let n = nodes(addr.clone());
+        let reported_before = reported_before.clone();
+        async move {
+            let n = n.await?;
+            let newer = n["nodes"][0]["lastReportAt"]
+                .as_str()
+                .is_some_and(|t| t > reported_before.as_str());
+            Ok((newer && n["nodes"][0]["connected"] == true).then_some(n))
+        }
+    })
+    .await;
+    assert_eq!(after["nodes"][0]["pods"], 1, "{after}");
+    assert!(procs[0].is_running() && procs[1].is_running());
+    // The clock report over TLS too, from the real command.
+    let out = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::process::Command::new(process::bin("anchorwatch-aggregator").unwrap())
+            .args(["report", "clock", "--server", &addr, "--ca", ca_arg])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && table.contains("node-1"),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for p in procs.iter_mut() {
+        assert!(p.stop(Duration::from_secs(5)), "{} did not stop", p.name);
+    }
+    c.scenario.stop().await;
+    c.kube.shutdown().await;
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+fn pem_der(pem: &str) -> Vec<u8> {
+    use rustls_pki_types::pem::PemObject;
+    rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        .unwrap()
+        .to_vec()
+}
+
+/// The leaf certificate `addr` presents to a new TLS connection verified against `ca_pem`.
+async fn presented(addr: &str, ca_pem: &str) -> Vec<u8> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pem_der(ca_pem).into()).unwrap();
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp))
+        .await
+        .expect("handshake in time")
+        .expect("handshake");
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+/// Two aggregator replicas behind a Service that routes to the ready one: the Lease holder
+/// serves three agents while the standby refuses; SIGKILL the leader and the standby takes the
+/// Lease, agents land on it through the Service, and the whole view is back — every pod once —
+/// within a report interval; an agent stopped afterwards leaves its node stale, never healthy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standby_takes_over_when_the_leader_dies_and_the_view_is_whole_again() {
+    use anchorwatch_tests::service::{self, Backend, Service};
+    use k8s_openapi::api::coordination::v1::Lease;
+    let _serial = SERIAL.lock().await;
+    let plans: Vec<PodPlan> = scenario::rotation_pods()
+        .into_iter()
+        .filter(|p| ["web-7d9c5b-a1", "web-7d9c5b-a2", "web-7d9c5b-a3"].contains(&p.name))
+        .collect();
+    let c = cluster(29, plans).await;
+    let port = || format!("127.0.0.1:{}", process::free_port().unwrap());
+    let (grpc_a, ready_a, grpc_b, ready_b) = (port(), port(), port(), port());
+    let replica = |name: &str, grpc: &str, ready: &str| {
+        let dir = c.dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        process::aggregator(
+            &c.kubeconfig,
+            grpc,
+            &dir,
+            &[
+                "--metrics-listen",
+                ready,
+                "--leader-identity",
+                name,
+                "--lease-duration",
+                "4s",
+                "--lease-renew-deadline",
+                "3s",
+                "--lease-retry-period",
+                "1s",
+                "--stale-after",
+                "5s",
+            ],
+        )
+        .unwrap()
+    };
+    let mut a = replica("aggregator-a", &grpc_a, &ready_a);
+    // A leads before B starts, so the test knows which one to kill.
+    let ra: std::net::SocketAddr = ready_a.parse().unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "aggregator-a leading",
+        || async move { Ok(service::ready(ra).await.then_some(())) },
+    )
+    .await;
+    let b = replica("aggregator-b", &grpc_b, &ready_b);
+    let svc = Service::start(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![
+            Backend {
+                addr: grpc_a.parse().unwrap(),
+                ready_addr: ra,
+            },
+            Backend {
+                addr: grpc_b.parse().unwrap(),
+                ready_addr: ready_b.parse().unwrap(),
+            },
+        ],
+    )
+    .await
+    .unwrap();
+    let url = format!("http://{}", svc.addr());
+    let mut agents = Procs(
+        (1..=3)
+            .map(|n| {
+                process::agent(
+                    &c.kubeconfig,
+                    &format!("node-{n}"),
+                    &url,
+                    c.dir.path(),
+                    &["--heartbeat", "1s"],
+                )
+                .unwrap()
+            })
+            .collect(),
+    );
+    let service_addr = svc.addr().to_string();
+    let whole = |addr: String| async move {
+        let n = call(
+            &addr,
+            "anchorwatch.v1.Query/ListNodes",
+            serde_json::json!({}),
+        )
+        .await?;
+        let p = call(
+            &addr,
+            "anchorwatch.v1.Query/ListPods",
+            serde_json::json!({}),
+        )
+        .await?;
+        let connected = n["nodes"].as_array().is_some_and(|n| {
+            n.len() == 3 && n.iter().all(|x| x["connected"] == true && x["pods"] == 1)
+        });
+        anyhow::Ok(connected.then_some(p))
+    };
+    eventually(
+        Duration::from_secs(30),
+        "the whole view on the leader",
+        || whole(service_addr.clone()),
+    )
+    .await;
+    // The standby is not ready and refuses agents and queries, naming the leader.
+    assert!(!service::ready(ready_b.parse().unwrap()).await);
+    let refused = call(
+        &grpc_b,
+        "anchorwatch.v1.Query/Summary",
+        serde_json::json!({}),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        refused.contains("standby; the leader is aggregator-a"),
+        "{refused}"
+    );
+
+    a.kill();
+    let killed = std::time::Instant::now();
+    let rb: std::net::SocketAddr = ready_b.parse().unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "aggregator-b leading",
+        || async move { Ok(service::ready(rb).await.then_some(())) },
+    )
+    .await;
+    let took_over = std::time::Instant::now();
+    let pods = eventually(
+        Duration::from_secs(20),
+        "the whole view on the new leader",
+        || whole(service_addr.clone()),
+    )
+    .await;
+    let whole_again = took_over.elapsed();
+    // Agents back off at most 2 s here and send a snapshot on connect; a heartbeat is 1 s.
+    assert!(whole_again < Duration::from_secs(10), "{whole_again:?}");
+    let mut names: Vec<&str> = pods["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec!["web-7d9c5b-a1", "web-7d9c5b-a2", "web-7d9c5b-a3"],
+        "every pod once: {pods}"
+    );
+    let lease: Lease = c
+        .kube
+        .get("anchorwatch", "anchorwatch-aggregator")
+        .expect("the Lease");
+    let spec = lease.spec.unwrap();
+    assert_eq!(spec.holder_identity.as_deref(), Some("aggregator-b"));
+    assert_eq!(spec.lease_transitions, Some(1));
+    eprintln!(
+        "failover: Lease taken {:?} after the kill, view whole {:?} later",
+        took_over - killed,
+        whole_again
+    );
+
+    // An agent that stops leaves its node stale on the new leader.
+    assert!(agents[2].stop(Duration::from_secs(5)));
+    eventually(Duration::from_secs(20), "node-3 stale", || {
+        let addr = service_addr.clone();
+        async move {
+            let n = call(
+                &addr,
+                "anchorwatch.v1.Query/ListNodes",
+                serde_json::json!({}),
+            )
+            .await?;
+            let stale = n["nodes"]
+                .as_array()
+                .and_then(|n| n.iter().find(|x| x["name"] == "node-3"))
+                .is_some_and(|x| x["stale"] == true);
+            Ok(stale.then_some(()))
+        }
+    })
+    .await;
+    let mut procs = Procs(vec![b]);
+    for p in agents.iter_mut().chain(procs.iter_mut()) {
+        assert!(p.stop(Duration::from_secs(5)), "{} did not stop", p.name);
+    }
+    drop(svc);
+    c.scenario.stop().await;
+    c.kube.shutdown().await;
 }

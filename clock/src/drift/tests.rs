@@ -39,6 +39,7 @@ fn a_steady_drift_is_fitted_and_the_crossing_forecast() {
 #[test]
 fn a_negative_drift_crosses_the_negative_threshold() {
     let d = history(-100.0, 0.0, 30, 60, 0.0001).fit().unwrap();
+    assert!(d.span_s >= MIN_FORECAST_SPAN_S);
     assert!(d.offset_now_s < -0.17, "{d:?}");
     match d.forecast(1.0) {
         Forecast::At(when) => assert!(when > d.at),
@@ -117,4 +118,46 @@ fn the_history_is_bounded_by_window_and_count_and_ignores_bad_points() {
 fn too_few_points_fit_nothing() {
     assert!(history(10.0, 0.0, 2, 60, 0.001).fit().is_none());
     assert!(history(10.0, 0.0, 5, 0, 0.001).fit().is_none());
+}
+
+/// What a healthy node on a LAN looks like: no drift, but the measured offset wanders inside
+/// its ~50 µs bounds (path asymmetry changes slowly), one sample every 2 s. Over 20 minutes a
+/// wander from −40 µs to +40 µs is 0.07 ppm; with 600 points the plain fit calls that a trend
+/// with a tiny standard error, and would forecast a crossing. The bound floor does not.
+#[test]
+fn a_healthy_node_wandering_inside_its_bounds_forecasts_nothing() {
+    let mut h = History::new(TimeDelta::hours(6), 10_000);
+    for i in 0..=600 {
+        h.push(Point {
+            at: t0() + TimeDelta::seconds(i * 2),
+            offset_s: -40e-6 + 80e-6 * i as f64 / 600.0,
+            bound_s: 50e-6,
+        });
+    }
+    let d = h.fit().unwrap();
+    assert!(d.span_s >= MIN_FORECAST_SPAN_S);
+    assert!(
+        d.ppm_uncertainty >= 2.0 * 50e-6 / 1200.0 * 1e6 - 1e-9,
+        "the floor: two bounds over the span: {d:?}"
+    );
+    assert_eq!(d.forecast(0.1), Forecast::Never, "{d:?}");
+    assert_eq!(d.forecast(20.0), Forecast::Never, "{d:?}");
+}
+
+#[test]
+fn a_real_drift_is_forecast_once_the_history_is_long_enough() {
+    // 20 ppm (an unsynchronised quartz clock), 50 µs bounds: clear within minutes, but forecast
+    // only from ten minutes of history on.
+    let short = history(20.0, 0.0, 10, 30, 50e-6).fit().unwrap();
+    assert!(short.ppm.abs() > 2.0 * short.ppm_uncertainty, "{short:?}");
+    assert_eq!(short.forecast(0.1), Forecast::Never, "{short:?}");
+    let long = history(20.0, 0.0, 21, 30, 50e-6).fit().unwrap();
+    match long.forecast(0.1) {
+        // From 12 ms at 20 µs/s: (0.1 - 0.012) / 20e-6 = 4400 s.
+        Forecast::At(when) => {
+            let secs = (when - long.at).num_seconds();
+            assert!((secs - 4_400).abs() < 60, "{secs}");
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -77,7 +77,13 @@ async fn main() -> anyhow::Result<()> {
     let port = process::free_port()?;
     let listen = format!("127.0.0.1:{port}");
     let url = format!("http://{listen}");
-    let mut procs = vec![process::aggregator(&kubeconfig, &listen, dir.path(), &[])?];
+    let metrics = format!("127.0.0.1:{}", process::free_port()?);
+    let mut procs = vec![process::aggregator(
+        &kubeconfig,
+        &listen,
+        dir.path(),
+        &["--metrics-listen", &metrics],
+    )?];
     for n in 1..=3 {
         let node = scenario::node_name(n);
         let env = match skews.get(&node) {
@@ -104,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
         r#"anchorwatch sandbox: a simulated cluster in the middle of a trust-anchor rotation
   Kubernetes API (simulated): {kube_url}   kubeconfig: {kubeconfig}
   aggregator gRPC:            {listen}   (pid {agg_pid})
+  aggregator metrics:         http://{metrics}/metrics
   agents:                     node-1, node-2, node-3 (pids {agent_pids})
   logs:                       {logs}   (kept while the sandbox runs)
 
@@ -118,6 +125,7 @@ Findings appear within a few seconds. Try:
   {grpcurl} -plaintext -d '{{"namespace": "emojivoto", "name": "voting-6c8d9f-c1"}}' {listen} anchorwatch.v1.Query/GetPod
   {grpcurl} -plaintext {listen} anchorwatch.v1.Query/ListNodes
   {aggregator} report clock --server {url} --svg clocks.svg
+  curl -s http://{metrics}/metrics | grep anchorwatch_node_clock
 
 Type a command and Enter:
   extend   add the old root ca1 to the bundle (as in a rotation's first step)

@@ -149,7 +149,7 @@ fn known_field_labels(group: &str, plural: &str) -> &'static [&'static str] {
 
 /// The kinds registered when a server starts.
 pub(crate) fn builtin() -> Vec<ResourceType> {
-    use k8s_openapi::api::{apps, coordination, core, discovery, events};
+    use k8s_openapi::api::{apps, authentication, coordination, core, discovery, events};
     vec![
         ResourceType::of::<core::v1::Pod>(),
         ResourceType::of::<core::v1::ConfigMap>(),
@@ -166,5 +166,6 @@ pub(crate) fn builtin() -> Vec<ResourceType> {
         ResourceType::of::<coordination::v1::Lease>(),
         ResourceType::of::<events::v1::Event>(),
         ResourceType::of::<discovery::v1::EndpointSlice>(),
+        ResourceType::of::<authentication::v1::TokenReview>(),
     ]
 }

@@ -286,6 +286,26 @@ async fn serve_resource(
             }
             Ok(Json(object).into_response())
         }
+        ("create", None) if rt.group == "authentication.k8s.io" && rt.plural == "tokenreviews" => {
+            let posted = json_body(&body, &rt)?;
+            let token = posted
+                .pointer("/spec/token")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let claims = shared
+                .tokens
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .get(token)
+                .cloned();
+            let reviewed = super::tokens::review(
+                &posted,
+                claims.as_ref(),
+                &shared.store(),
+                chrono::Utc::now(),
+            );
+            Ok((StatusCode::CREATED, Json(reviewed)).into_response())
+        }
         ("create", None) => {
             if rt.namespaced && target.namespace.is_none() || target.subresource.is_some() {
                 return Err(ApiError::method_not_allowed());

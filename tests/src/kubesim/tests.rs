@@ -1060,3 +1060,88 @@ async fn metadata_only_clients_get_partial_object_metadata() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn token_reviews_authenticate_bound_tokens_like_the_api_server() {
+    use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+    let (sim, client) = start().await;
+    let agent = sim.apply_pod(pod("anchorwatch", "agent-x1", "node-1"));
+    let uid = agent.metadata.uid.clone().unwrap();
+    let claims = super::TokenClaims {
+        namespace: "anchorwatch".into(),
+        service_account: "anchorwatch-agent".into(),
+        pod_name: "agent-x1".into(),
+        pod_uid: uid.clone(),
+        node_name: Some("node-1".into()),
+        audiences: vec!["anchorwatch".into()],
+        expires_at: chrono::Utc::now() + chrono::TimeDelta::minutes(10),
+    };
+    let token = sim.issue_token(claims.clone());
+    let expired = sim.issue_token(super::TokenClaims {
+        expires_at: chrono::Utc::now() - chrono::TimeDelta::seconds(1),
+        ..claims.clone()
+    });
+    let reviews: Api<TokenReview> = Api::all(client);
+    let review = |token: String, audiences: &[&str]| {
+        let reviews = reviews.clone();
+        let audiences: Vec<String> = audiences.iter().map(|a| a.to_string()).collect();
+        async move {
+            let r = TokenReview {
+                spec: TokenReviewSpec {
+                    token,
+                    audiences: Some(audiences),
+                },
+                ..Default::default()
+            };
+            reviews
+                .create(&PostParams::default(), &r)
+                .await
+                .unwrap()
+                .status
+                .unwrap()
+        }
+    };
+    let ok = review(token.clone(), &["anchorwatch"]).await;
+    assert_eq!(ok.authenticated, Some(true), "{ok:?}");
+    let user = ok.user.unwrap();
+    assert_eq!(
+        user.username.as_deref(),
+        Some("system:serviceaccount:anchorwatch:anchorwatch-agent")
+    );
+    let extra = user.extra.unwrap();
+    assert_eq!(extra["authentication.kubernetes.io/pod-uid"], vec![uid]);
+    assert_eq!(
+        extra["authentication.kubernetes.io/node-name"],
+        vec!["node-1"]
+    );
+    // The payload is a JWT's: the expiry is readable.
+    let payload = token.split('.').nth(1).unwrap();
+    use base64::Engine as _;
+    let claims_json: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims_json["exp"], json!(claims.expires_at.timestamp()));
+
+    for (token, audiences, error) in [
+        (token.clone(), &["other"][..], "audiences"),
+        (expired, &["anchorwatch"][..], "expired"),
+        (
+            "forged.token.value".to_string(),
+            &["anchorwatch"][..],
+            "invalid bearer token",
+        ),
+    ] {
+        let s = review(token, audiences).await;
+        assert_ne!(s.authenticated, Some(true), "{s:?}");
+        assert!(s.error.as_deref().unwrap_or("").contains(error), "{s:?}");
+    }
+    // Deleting the pod invalidates its token.
+    assert!(sim.delete_pod("anchorwatch", "agent-x1"));
+    let gone = review(token, &["anchorwatch"]).await;
+    assert_ne!(gone.authenticated, Some(true), "{gone:?}");
+    assert!(gone.error.unwrap().contains("not found"));
+    sim.shutdown().await;
+}
