@@ -4,13 +4,15 @@
 
 pub mod clock;
 pub mod inventory;
-pub mod pod;
 pub mod probe;
 pub mod report;
 pub mod survey;
 pub mod time;
 pub mod timex;
 pub mod wire;
+
+/// What a pod's spec says; shared with the aggregator's offline diagnosis.
+pub use anchorwatch_podspec as pod;
 
 use anyhow::Context;
 use clap::Parser;

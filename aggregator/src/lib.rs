@@ -5,12 +5,14 @@ pub mod analysis;
 pub mod auth;
 pub mod clock;
 pub mod control_plane;
+pub mod diagnose;
 pub mod ingest;
 pub mod leader;
 pub mod link;
 pub mod metrics;
 pub mod model;
 pub mod multicluster;
+pub mod objects;
 pub mod owners;
 pub mod probe;
 pub mod query;
@@ -252,6 +254,10 @@ pub enum Command {
         #[command(subcommand)]
         what: ReportKind,
     },
+    /// The same analysis and plan over `kubectl get … -o yaml` dumps (and copies of proxy log
+    /// folders), with no cluster access. Exits 0 when nothing needs attention, 1 when something
+    /// does, 2 on unusable input.
+    Diagnose(diagnose::DiagnoseArgs),
 }
 
 /// Reports.

@@ -10,6 +10,7 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Report {
             what: ReportKind::Clock(c),
         }) => runtime.block_on(anchorwatch_aggregator::report::run(c)),
+        Some(Command::Diagnose(d)) => std::process::exit(anchorwatch_aggregator::diagnose::main(d)),
         None => {
             anchorwatch_aggregator::init_tracing(&args.log_level, args.log_format);
             runtime.block_on(anchorwatch_aggregator::run(args))

@@ -801,6 +801,13 @@ impl Cluster {
     /// it signs with comes from the freshest leaf issued since the Secret changed, and its issuer
     /// events. A node whose clock is not measured lately is INCONCLUSIVE.
     pub fn report(&mut self, settings: &Settings, now: DateTime<Utc>) -> Report {
+        let input = self.analysis_input(settings, now);
+        analyse(&input, &mut self.verifier)
+    }
+
+    /// What [`report`](Self::report) analyses: the model as the whole-cluster analysis reads it.
+    /// Offline diagnosis adds what only it knows (proxy logs) before analysing.
+    pub fn analysis_input(&self, settings: &Settings, now: DateTime<Utc>) -> ClusterInput {
         let mut pods: Vec<PodInput> = self
             .pods()
             .map(|e| {
@@ -880,7 +887,7 @@ impl Cluster {
             logs_identity_unreachable: false,
             analysis: Some(e.analysis.clone()),
         }));
-        let input = ClusterInput {
+        ClusterInput {
             now,
             settings,
             trust: self.trust.clone(),
@@ -890,8 +897,12 @@ impl Cluster {
             identity,
             nodes,
             pods,
-        };
-        analyse(&input, &mut self.verifier)
+        }
+    }
+
+    /// Runs the whole-cluster analysis on `input` with the model's signature cache.
+    pub fn analyse(&mut self, input: &ClusterInput) -> Report {
+        analyse(input, &mut self.verifier)
     }
 
     /// Bundle anchors the issuer chains to (signature and name, dates ignored).

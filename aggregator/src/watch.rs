@@ -5,16 +5,12 @@
 //! StatefulSets and DaemonSets), and feeds the model. A missing object is a state, not an
 //! error: the model records why it cannot judge.
 
-use crate::control_plane::{
-    IdentityEvent, IssuerEventKind, LINKERD_CONFIG, LinkerdConfig, read_linkerd_config,
-};
+use crate::control_plane::{LINKERD_CONFIG, LinkerdConfig};
 use crate::ingest::lock;
 use crate::model::Cluster;
+use crate::objects;
 use crate::owners::{self, Catalog, OwnerIndex};
-use crate::trust::{
-    BundleState, IssuerState, TrustSources, bundle_unreadable, issuer_unreadable, read_bundle,
-    read_issuer,
-};
+use crate::trust::{BundleState, IssuerState, TrustSources};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Secret};
@@ -32,18 +28,11 @@ pub async fn follow_bundle(
     let api: kube::Api<ConfigMap> = kube::Api::namespaced(client, &sources.namespace);
     let what = format!("ConfigMap {}", sources.bundle_source());
     follow_one(api, &sources.config_map, &what, |cm| {
-        let (state, rv, unreadable) = match cm {
-            Some(cm) => (
-                read_bundle(cm.data.as_ref(), &sources),
-                cm.metadata.resource_version.unwrap_or_default(),
-                bundle_unreadable(cm.data.as_ref(), &sources),
-            ),
-            None => (
-                BundleState::Unavailable(format!("{what} not found")),
-                String::new(),
-                vec![],
-            ),
-        };
+        let objects::BundleRead {
+            state,
+            resource_version: rv,
+            unreadable,
+        } = objects::bundle(cm.as_ref(), &sources);
         match &state {
             BundleState::Available(b) => info!(
                 anchors = b.certs.len(),
@@ -73,28 +62,11 @@ pub async fn follow_issuer(
     let api: kube::Api<Secret> = kube::Api::namespaced(client, &sources.namespace);
     let what = format!("Secret {}", sources.issuer_source());
     follow_one(api, &sources.secret, &what, |secret| {
-        // The API server's record of the Secret's last write, for when the aggregator did not
-        // see the change itself.
-        let written_at = secret.as_ref().and_then(|s| {
-            s.metadata
-                .managed_fields
-                .iter()
-                .flatten()
-                .filter_map(|f| f.time.as_ref().and_then(crate::time::from_k8s))
-                .max()
-        });
-        let (state, unreadable) = match secret {
-            Some(s) => {
-                let data = s
-                    .data
-                    .map(|d| d.into_iter().map(|(k, v)| (k, v.0)).collect());
-                (
-                    read_issuer(data.as_ref(), &sources),
-                    issuer_unreadable(data.as_ref()),
-                )
-            }
-            None => (IssuerState::Unavailable(format!("{what} not found")), 0),
-        };
+        let objects::IssuerRead {
+            state,
+            unreadable,
+            written_at,
+        } = objects::issuer(secret.as_ref(), &sources);
         match &state {
             IssuerState::Available(c) => info!(subject = %c[0].subject, "issuer read"),
             IssuerState::Unavailable(why) => warn!(%why, "issuer unavailable"),
@@ -123,10 +95,7 @@ pub async fn follow_linkerd_config(
     let api: kube::Api<ConfigMap> = kube::Api::namespaced(client, &namespace);
     let what = format!("ConfigMap {namespace}/{LINKERD_CONFIG}");
     follow_one(api, LINKERD_CONFIG, &what, |cm| {
-        let cfg = match cm {
-            Some(cm) => read_linkerd_config(cm.data.as_ref()),
-            None => LinkerdConfig::Absent,
-        };
+        let cfg = objects::linkerd_config(cm.as_ref());
         match &cfg {
             LinkerdConfig::Anchors(b) => info!(
                 anchors = b.certs.len(),
@@ -152,7 +121,7 @@ pub async fn follow_identity_events(
     let api: kube::Api<Event> = kube::Api::namespaced(client, &namespace);
     let cfg = watcher::Config::default()
         .fields("involvedObject.kind=Deployment,involvedObject.name=linkerd-identity");
-    follow_list(api, cfg, "linkerd-identity events", identity_event, |change| {
+    follow_list(api, cfg, "linkerd-identity events", objects::identity_event, |change| {
         let now = crate::time::now();
         lock(&cluster).update_control_plane(now, |cp| match change {
             Change::Listed(all) => cp.identity_events.replace(all),
@@ -164,37 +133,6 @@ pub async fn follow_identity_events(
         });
     })
     .await
-}
-
-/// An Event as an issuer event, with its object name; `None` for other reasons.
-fn identity_event(e: &Event) -> Option<(String, IdentityEvent)> {
-    let kind = IssuerEventKind::from_reason(e.reason.as_deref()?)?;
-    let at = e
-        .last_timestamp
-        .as_ref()
-        .and_then(crate::time::from_k8s)
-        .or_else(|| {
-            e.series
-                .as_ref()
-                .and_then(|s| s.last_observed_time.as_ref())
-                .and_then(crate::time::from_k8s_micro)
-        })
-        .or_else(|| e.event_time.as_ref().and_then(crate::time::from_k8s_micro))
-        .or_else(|| e.first_timestamp.as_ref().and_then(crate::time::from_k8s))
-        .or_else(|| {
-            e.metadata
-                .creation_timestamp
-                .as_ref()
-                .and_then(crate::time::from_k8s)
-        });
-    Some((
-        e.metadata.name.clone().unwrap_or_default(),
-        IdentityEvent {
-            kind,
-            message: e.message.clone().unwrap_or_default(),
-            at,
-        },
-    ))
 }
 
 /// Watches the one object `name` of `api` and calls `on_change` with its new value, or `None`
@@ -271,7 +209,7 @@ async fn follow_list<K, T>(
 /// ones): their pods restart after the control plane and before workloads (Rule 4).
 pub async fn follow_extension_namespaces(client: kube::Client, cluster: Arc<Mutex<Cluster>>) {
     let api: kube::Api<Namespace> = kube::Api::all(client);
-    let cfg = watcher::Config::default().labels("linkerd.io/extension");
+    let cfg = watcher::Config::default().labels(objects::EXTENSION_LABEL);
     let name = |ns: &Namespace| ns.metadata.name.clone();
     follow_list(api, cfg, "extension namespaces", name, |change| {
         let now = crate::time::now();

@@ -8,6 +8,7 @@
 //!                          └─materialise──▶ Materialised  (rcgen certificates, PEM texts, chains)
 //! ```
 
+pub mod dump;
 mod load;
 mod materialise;
 mod pem;

@@ -3,6 +3,7 @@
 //! routes to ready backends.
 
 pub mod cases;
+pub mod injected;
 pub mod kubesim;
 pub mod pki;
 pub mod process;

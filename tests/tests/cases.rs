@@ -127,3 +127,85 @@ fn extra_case_folders() {
         failed.join("\n\n")
     );
 }
+
+/// Runs every step of one case file through `diagnose` (the case rendered as kubectl dumps and
+/// proxy log folders); a step whose expectations need what no dump holds (`dump_limits`: a
+/// presented chain, the bundle's history, …) is listed with why, not run.
+/// Returns the steps that ran and the steps left to the live pipeline, with why.
+fn diagnose_file(path: &Path) -> (usize, Vec<String>) {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let disputed = disputed();
+    let steps = cases::load_file(path).unwrap_or_else(|e| panic!("{e:#}"));
+    let mut ran = 0;
+    let mut live_only = Vec::new();
+    let mut failed = Vec::new();
+    for case in &steps {
+        let m = cases::materialise(case).unwrap_or_else(|e| panic!("{e:#}"));
+        let (live, _) = run::run(&m);
+        let limits = cases::dump::dump_limits(&m, &live);
+        if !limits.is_empty() {
+            live_only.push(format!("{} step {}: {}", m.id, m.step, limits.join("; ")));
+            continue;
+        }
+        ran += 1;
+        let dir = tempfile::tempdir().unwrap();
+        let rendered = cases::dump::render(&m, dir.path()).unwrap();
+        let report = cases::dump::diagnose_case(&m, &rendered).unwrap_or_else(|e| panic!("{e}"));
+        let failures = run::check(&m, &report);
+        if failures.is_empty() || disputed.contains_key(&m.id) {
+            continue;
+        }
+        failed.push(format!(
+            "case {} (step {}) through diagnose:\n- {}\nreport:\n{}",
+            m.id,
+            m.step,
+            failures.join("\n- "),
+            run::describe(&report)
+        ));
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+    (ran, live_only)
+}
+
+macro_rules! diagnose_case_tests {
+    ($($name:ident => $file:literal,)*) => {
+        $(
+            #[test]
+            fn $name() {
+                let (ran, live_only) = diagnose_file(&shared($file));
+                assert!(ran > 0, "no step of {} can be decided from a dump: {live_only:?}", $file);
+                for step in live_only {
+                    println!("left to the live pipeline: {step}");
+                }
+            }
+        )*
+
+        /// Every public case file with a step a dump can decide has a named diagnose test above;
+        /// the others say why they need the live pipeline.
+        #[test]
+        fn every_case_a_dump_can_decide_runs_through_diagnose() {
+            let named: std::collections::BTreeSet<&str> = [$($file),*].into_iter().collect();
+            let mut unnamed = Vec::new();
+            for (path, _) in cases::load_dir(&cases::shared_dir()).unwrap() {
+                let file = path.file_name().unwrap().to_str().unwrap().to_string();
+                if named.contains(file.as_str()) {
+                    continue;
+                }
+                let (ran, live_only) = diagnose_file(&path);
+                if ran > 0 {
+                    unnamed.push(file);
+                } else {
+                    println!("live only: {}", live_only.join(" | "));
+                }
+            }
+            assert!(unnamed.is_empty(), "steps a dump can decide: name these in diagnose_case_tests!: {unnamed:?}");
+        }
+    };
+}
+
+diagnose_case_tests! {
+    diagnose_p03_bare_pod_stale => "p03-bare-pod-stale.yaml",
+    diagnose_r07_vm_clock_behind => "r07-vm-clock-behind.yaml",
+    diagnose_r10_p521_issuer => "r10-p521-issuer.yaml",
+    diagnose_r14_trust_manager_rotation => "r14-trust-manager-rotation.yaml",
+}

@@ -219,7 +219,8 @@ struct Cluster {
     dir: tempfile::TempDir,
 }
 
-async fn cluster(net: u8, pods: Vec<PodPlan>) -> Cluster {
+/// A simulated API server, a temp dir and a kubeconfig for it in there.
+async fn empty_cluster() -> (KubeSim, tempfile::TempDir, PathBuf) {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let kube = KubeSim::start("127.0.0.1:0".parse().unwrap())
@@ -227,6 +228,11 @@ async fn cluster(net: u8, pods: Vec<PodPlan>) -> Cluster {
         .unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     kube.write_kubeconfig(&kubeconfig).unwrap();
+    (kube, dir, kubeconfig)
+}
+
+async fn cluster(net: u8, pods: Vec<PodPlan>) -> Cluster {
+    let (kube, dir, kubeconfig) = empty_cluster().await;
     let scenario = Scenario::start(&kube, net, pods).await.unwrap();
     Cluster {
         kube,
@@ -1718,6 +1724,233 @@ async fn sntp_against_a_real_chronyd_measures_within_the_bound() {
     for p in procs.iter_mut() {
         assert!(p.stop(Duration::from_secs(5)), "{} did not stop", p.name);
     }
+}
+
+/// The story a Summary tells, without what only live chains or measured clocks decide: findings
+/// as `VERDICT(subject)` with the pods they name, affected pods, the phase, the plan.
+fn story(summary: &Value) -> Value {
+    let live_only = ["INCONCLUSIVE", "CLOCK_SKEW"];
+    let mut findings: Vec<String> = summary["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| !live_only.contains(&f["verdict"].as_str().unwrap_or("")))
+        .map(|f| {
+            format!(
+                "{}({}) {:?}",
+                f["verdict"].as_str().unwrap_or(""),
+                f["subject"].as_str().unwrap_or(""),
+                strings(&f["pods"])
+            )
+        })
+        .collect();
+    findings.sort();
+    let restarts: Vec<String> = summary["plan"]["restarts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            format!(
+                "{} {} {} {:?}",
+                r["tier"].as_str().unwrap_or(""),
+                r["workload"].as_str().unwrap_or(""),
+                r["method"].as_str().unwrap_or(""),
+                strings(&r["pods"])
+            )
+        })
+        .collect();
+    let held: Vec<String> = summary["plan"]["held"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| h["target"].as_str().unwrap_or("").to_string())
+        .collect();
+    let mut affected = strings(&summary["affected"]);
+    affected.sort();
+    serde_json::json!({
+        "findings": findings,
+        "affected": affected,
+        "phase": summary["rotationPhase"]["phase"],
+        "waiting": strings(&summary["rotationPhase"]["waiting"]),
+        "restarts": restarts,
+        "held": held,
+        "blockers": strings(&summary["plan"]["blockers"]),
+        "escalate": summary["plan"]["escalate"].as_bool().unwrap_or(false),
+    })
+}
+
+/// The live pipeline here is the real thing: the aggregator and one agent per node as processes,
+/// following the simulated API server and probing simulated proxies, as in production. The case
+/// runner's in-process path builds the analysis input itself and so would compare the analysis
+/// with itself; this compares everything `diagnose` replaces (watches, agents, probes, ingest)
+/// with reading dumps of the very objects the API server serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diagnose_on_a_dump_tells_the_same_story_as_the_live_pipeline() {
+    let _serial = SERIAL.lock().await;
+    let (kube, dir, kubeconfig) = empty_cluster().await;
+    let cluster = anchorwatch_tests::injected::start(&kube, 26).await.unwrap();
+    let addr = format!("127.0.0.1:{}", process::free_port().unwrap());
+    let url = format!("http://{addr}");
+    let mut procs = vec![process::aggregator(&kubeconfig, &addr, dir.path(), &[]).unwrap()];
+    for n in 1..=2 {
+        procs.push(
+            process::agent(&kubeconfig, &scenario::node_name(n), &url, dir.path(), &[]).unwrap(),
+        );
+    }
+    // Live: every pod probed, both nodes' clocks measured, owners listed.
+    let live = eventually(
+        Duration::from_secs(60),
+        "the live analysis to settle",
+        || {
+            let addr = addr.clone();
+            let want = cluster.pods.len();
+            async move {
+                let list = call(
+                    &addr,
+                    "anchorwatch.v1.Query/ListPods",
+                    serde_json::json!({}),
+                )
+                .await?;
+                // Taken after the list and counting every pod: it cannot predate a node's report.
+                let s = summary(&addr).await?;
+                let judged = verdicts_by_pod(&list);
+                let probed = judged.len() == want
+                    && s["pods"] == want
+                    && judged
+                        .values()
+                        .all(|v| v.iter().all(|k| !k.starts_with("UNPROBED")));
+                let measured = findings_named(&s, "INCONCLUSIVE").is_empty();
+                let listed = !s["plan"]["restarts"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|r| r["reason"].as_str().unwrap_or("").contains("not listed"));
+                Ok((probed && measured && listed).then_some((s, judged)))
+            }
+        },
+    )
+    .await;
+    let (live_summary, live_pods) = live;
+
+    // Offline: dumps of the same objects, and the real binary.
+    let dump = dir.path().join("dump");
+    std::fs::create_dir(&dump).unwrap();
+    anchorwatch_tests::injected::write_dump(&kube, &dump).unwrap();
+    let run = |extra: &[&str]| {
+        let mut cmd = std::process::Command::new(process::bin("anchorwatch-aggregator").unwrap());
+        cmd.arg("diagnose")
+            .arg(&dump)
+            .args(["--output", "json"])
+            .args(extra);
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.code() == Some(1),
+            "diagnose exits 1 (something needs attention): {out:?}"
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    // With the node clocks an operator measured by hand (the agents found them ~0 on this host).
+    let offline = run(&["--clock", "node-1=0s", "--clock", "node-2=0s"]);
+
+    assert_eq!(
+        story(&offline),
+        story(&live_summary),
+        "offline (left) and live (right) disagree; live pods: {live_pods:?}\noffline:\n{offline:#}"
+    );
+    let stale: Vec<&String> = live_pods
+        .iter()
+        .filter(|(_, v)| v.contains(&"STALE_TRUST_BUNDLE".to_string()))
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        stale.len(),
+        3,
+        "the three injected pods lack ca2: {live_pods:?}"
+    );
+    // Pod by pod: the spec verdicts agree; where the live pipeline judged a chain, the dump says
+    // UNPROBED with the reason.
+    for pod in offline["pods"].as_array().unwrap() {
+        let key = format!(
+            "{}/{}",
+            pod["namespace"].as_str().unwrap(),
+            pod["name"].as_str().unwrap()
+        );
+        let names: Vec<String> = pod["verdicts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| v["verdict"].as_str().unwrap_or("").to_string())
+            .collect();
+        let live: Vec<String> = live_pods[&key]
+            .iter()
+            .filter(|v| *v != "OK")
+            .cloned()
+            .collect();
+        let mut offline_faults: Vec<String> =
+            names.iter().filter(|v| *v != "UNPROBED").cloned().collect();
+        offline_faults.sort();
+        assert_eq!(offline_faults, live, "{key}");
+        assert!(names.contains(&"UNPROBED".to_string()), "{key}: {pod}");
+    }
+    // Without hand-given clocks the nodes are INCONCLUSIVE, said plainly, and the rest stands.
+    let unmeasured = run(&[]);
+    let inconclusive: Vec<&str> = findings_named(&unmeasured, "INCONCLUSIVE")
+        .iter()
+        .map(|f| f["subject"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(inconclusive, ["node-1", "node-2"]);
+    assert_eq!(
+        story(&unmeasured)["findings"],
+        story(&live_summary)["findings"]
+    );
+    let caveats = unmeasured["caveats"].to_string();
+    assert!(
+        caveats.contains("No presented chains") && caveats.contains("key.pem"),
+        "{caveats}"
+    );
+    assert!(
+        !std::fs::read_to_string(dump.join("linkerd.yaml"))
+            .unwrap()
+            .is_empty()
+    );
+
+    for mut p in procs {
+        if !p.stop(Duration::from_secs(5)) {
+            dump_logs(&[p]);
+        }
+    }
+    for p in cluster.proxies {
+        p.stop().await;
+    }
+}
+
+#[test]
+fn diagnose_on_input_with_no_usable_object_exits_2_and_says_what_it_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage: Vec<u8> = (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect();
+    std::fs::write(dir.path().join("support-bundle.tgz"), &garbage).unwrap();
+    std::fs::write(
+        dir.path().join("notes.yaml"),
+        "kind: Service\nmetadata: {name: x}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(process::bin("anchorwatch-aggregator").unwrap())
+        .arg("diagnose")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr.contains("no Kubernetes object this diagnosis uses"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("support-bundle.tgz") && stderr.contains("not UTF-8"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Service"), "{stderr}");
 }
 
 /// An agent on a node whose clock is absurd keeps running instead of dying on the time library's

@@ -222,10 +222,10 @@ fn identity_events(m: &Materialised) -> Vec<IdentityEvent> {
 }
 
 /// The `pod-template-hash` of every case pod owned by a Deployment.
-const TEMPLATE_HASH: &str = "5c8d9f7b6";
+pub(crate) const TEMPLATE_HASH: &str = "5c8d9f7b6";
 
 /// The owner reference a case pod carries: `owner: Deployment/api` means a ReplicaSet of it.
-fn pod_owner(kind: &str, name: &str) -> String {
+pub(crate) fn pod_owner(kind: &str, name: &str) -> String {
     match kind {
         "Deployment" => format!("ReplicaSet/{name}-{TEMPLATE_HASH}"),
         _ => format!("{kind}/{name}"),
@@ -301,7 +301,8 @@ pub fn run(m: &Materialised) -> (Report, Vec<String>) {
     (report, failures)
 }
 
-fn check(m: &Materialised, r: &Report) -> Vec<String> {
+/// Every `expect` mismatch of a report (empty: the case passes).
+pub fn check(m: &Materialised, r: &Report) -> Vec<String> {
     let e = &m.expect;
     let mut out = Vec::new();
     for v in &e.verdicts {

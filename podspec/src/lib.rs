@@ -1,5 +1,9 @@
-//! What the agent reads from a pod's spec and status: is it meshed, which identity name does its
-//! proxy use, which trust anchors was it given, where is its admin port.
+//! What a pod's spec and status say: is it meshed, which identity name does its proxy use, which
+//! trust anchors was it given, where is its admin port.
+//!
+//! Shared by the agent (pods it watches on its node) and the aggregator's offline `diagnose`
+//! (pods in a `kubectl get pods -o yaml` dump), so both read a pod the same way and hand the
+//! aggregator the same evidence ([`evidence`]).
 //!
 //! Pure: a `k8s_openapi` `Pod` in, a [`MeshedPod`] out. Facts relied on (DESIGN section 1):
 //! data-plane proxies carry the anchors as literal PEM in `LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS`
@@ -7,6 +11,7 @@
 //! take them from a ConfigMap through `valueFrom.configMapKeyRef`. The identity name is
 //! `LINKERD2_PROXY_IDENTITY_LOCAL_NAME` with Kubernetes `$(VAR)` references expanded.
 
+use anchorwatch_proto::v1 as pb;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::{Container, ContainerStatus, EnvVar, Pod};
 
@@ -298,7 +303,7 @@ fn proxy(
         started_at: state
             .and_then(|s| s.running.as_ref())
             .and_then(|r| r.started_at.as_ref())
-            .and_then(crate::time::from_k8s),
+            .and_then(from_k8s),
         restart_count: status.map(|s| s.restart_count).unwrap_or(0),
         ready: status.map(|s| s.ready).unwrap_or(false),
         running: state.map(|s| s.running.is_some()),
@@ -401,6 +406,78 @@ fn image_tag(image: &str) -> &str {
     match without_digest.rsplit_once(':') {
         Some((repo, tag)) if !tag.contains('/') && !repo.is_empty() => tag,
         _ => "",
+    }
+}
+
+/// A Kubernetes `Time` (a `jiff` timestamp in k8s-openapi ≥ 0.27) as a chrono time.
+pub fn from_k8s(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32)
+}
+
+fn to_proto(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}
+
+/// What the spec says of a meshed pod, as the evidence an agent sends the aggregator; the probe
+/// and metrics are left for whoever observed them, and `admin_port` is the spec's (0: default).
+pub fn evidence(pod: &MeshedPod) -> pb::PodEvidence {
+    pb::PodEvidence {
+        pod: Some(pb::PodRef {
+            namespace: pod.namespace.clone(),
+            name: pod.name.clone(),
+            uid: pod.uid.clone(),
+        }),
+        node: pod.node.clone(),
+        service_account: pod.service_account.clone(),
+        owners: pod
+            .owners
+            .iter()
+            .map(|o| pb::OwnerRef {
+                kind: o.kind.clone(),
+                name: o.name.clone(),
+                uid: o.uid.clone(),
+                controller: o.controller,
+            })
+            .collect(),
+        pod_ip: pod.pod_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+        phase: pod.phase.clone(),
+        proxy: Some(pb::ProxyContainer {
+            name: pod.proxy.container.clone(),
+            native_sidecar: pod.proxy.native_sidecar,
+            image: pod.proxy.image.clone(),
+            version: pod.proxy.version.clone(),
+            started_at: pod.proxy.started_at.map(to_proto),
+            restart_count: pod.proxy.restart_count,
+            ready: pod.proxy.ready,
+            admin_port: pod.proxy.admin_port.map(u32::from).unwrap_or_default(),
+        }),
+        identity_name: pod.identity_name.clone().unwrap_or_default(),
+        spec_anchors: Some(pb::SpecAnchors {
+            source: Some(match &pod.anchors {
+                SpecAnchors::Pem(pem) => pb::spec_anchors::Source::Pem(pem.clone()),
+                SpecAnchors::ConfigMap { name, key } => {
+                    pb::spec_anchors::Source::ConfigMap(pb::ConfigMapKeyRef {
+                        name: name.clone(),
+                        key: key.clone(),
+                    })
+                }
+                SpecAnchors::Missing(why) => pb::spec_anchors::Source::Missing(why.clone()),
+            }),
+        }),
+        probe: None,
+        metrics: None,
+        spec_problems: pod.problems.clone(),
+        pod_template_hash: pod.pod_template_hash.clone(),
+        mirror: pod.mirror,
+        identity_controller: pod.identity_controller.as_ref().map(|f| {
+            pb::IdentityControllerFlags {
+                clock_skew_allowance: f.clock_skew_allowance.clone(),
+                issuance_lifetime: f.issuance_lifetime.clone(),
+            }
+        }),
     }
 }
 

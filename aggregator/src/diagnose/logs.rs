@@ -1,0 +1,162 @@
+//! Copies of proxy log folders (`/var/log/pods/<ns>_<pod>_<uid>/linkerd-proxy/*.log`, rotated
+//! files included), classified line by line with `anchorwatch-proxylog`, as the agent reads
+//! them on a node. Bounded: lines longer than the framer's bound are cut, never held whole.
+
+use anchorwatch_proxylog::{CriFramer, IDENTITY_WAIT_ESCALATION, Kind, classify_record};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+/// What one pod's proxy logs say.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodLogs {
+    /// The pod's uid, from the folder name.
+    pub uid: String,
+    /// Lines per kind (normative names: `BAD_SIGNATURE`, `IDENTITY_UNREACHABLE`, …).
+    pub kinds: BTreeMap<String, usize>,
+    /// The last peer named by a verification failure, when any.
+    pub last_peer: Option<String>,
+    /// The logs say the proxy cannot reach identity (`IDENTITY_UNREACHABLE` lines, or waiting for
+    /// identity for longer than a minute).
+    pub identity_unreachable: bool,
+    /// Files read.
+    pub files: usize,
+}
+
+/// Reads every proxy log folder under `roots`; returns them by `namespace/name`, and what could
+/// not be read.
+pub fn read(roots: &[PathBuf]) -> (BTreeMap<String, PodLogs>, Vec<super::dump::Skipped>) {
+    let mut out: BTreeMap<String, PodLogs> = BTreeMap::new();
+    let mut skipped = Vec::new();
+    for root in roots {
+        let mut found = Vec::new();
+        find_proxy_folders(root, 3, &mut found);
+        if found.is_empty() {
+            skipped.push(super::dump::Skipped {
+                origin: root.display().to_string(),
+                why: "no `<namespace>_<pod>_<uid>/linkerd-proxy/` folder in it".into(),
+            });
+        }
+        for (dir, (ns, pod, uid)) in found {
+            let entry = out.entry(format!("{ns}/{pod}")).or_default();
+            entry.uid = uid;
+            read_folder(&dir, entry, &mut skipped);
+        }
+    }
+    (out, skipped)
+}
+
+/// The `linkerd-proxy` folders at or below `dir` (at most `depth` levels), with the pod their
+/// parent folder names.
+fn find_proxy_folders(
+    dir: &Path,
+    depth: usize,
+    out: &mut Vec<(PathBuf, (String, String, String))>,
+) {
+    if dir.file_name().and_then(|n| n.to_str()) == Some("linkerd-proxy") {
+        if let Some(pod) = dir
+            .parent()
+            .and_then(|p| p.file_name())
+            .and_then(|n| n.to_str())
+            .and_then(pod_folder)
+        {
+            out.push((dir.to_path_buf(), pod));
+        }
+        return;
+    }
+    if depth == 0 {
+        return;
+    }
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut dirs: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    for d in dirs {
+        find_proxy_folders(&d, depth - 1, out);
+    }
+}
+
+/// `<namespace>_<pod>_<uid>` (the kubelet's folder name; namespaces and pod names hold no `_`).
+fn pod_folder(name: &str) -> Option<(String, String, String)> {
+    let mut parts = name.splitn(3, '_');
+    let (ns, pod, uid) = (parts.next()?, parts.next()?, parts.next()?);
+    (!ns.is_empty() && !pod.is_empty()).then(|| (ns.into(), pod.into(), uid.into()))
+}
+
+fn read_folder(dir: &Path, logs: &mut PodLogs, skipped: &mut Vec<super::dump::Skipped>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    // Rotated files (`0.log.20250101-…`) are older than the live `0.log`.
+    files.sort_by_key(|p| {
+        let n = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        (n.ends_with(".log"), n)
+    });
+    // First and last "waiting for identity" line, node clock seconds.
+    let mut waiting: Option<(i64, i64)> = None;
+    for f in files {
+        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name.ends_with(".gz") {
+            skipped.push(super::dump::Skipped {
+                origin: f.display().to_string(),
+                why: "compressed rotated log: gunzip it to have it read".into(),
+            });
+            continue;
+        }
+        let Ok(file) = std::fs::File::open(&f) else {
+            continue;
+        };
+        logs.files += 1;
+        let mut framer = CriFramer::default();
+        let mut r = BufReader::new(file);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            // The framer bounds each message; a line is read in bounded pieces.
+            match Read::by_ref(&mut r)
+                .take(1 << 20)
+                .read_until(b'\n', &mut line)
+            {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let Ok(Some(record)) = framer.push_line(&line) else {
+                continue;
+            };
+            let found = classify_record(&record);
+            for k in found.kinds() {
+                *logs.kinds.entry(k.to_string()).or_default() += 1;
+                if k == Kind::IdentityUnreachable {
+                    logs.identity_unreachable = true;
+                }
+                if k == Kind::WaitingForIdentity {
+                    let at = record.timestamp.unix_seconds();
+                    let first = waiting.map_or(at, |(f, _)| f);
+                    waiting = Some((first, at));
+                }
+                if k.is_verification()
+                    && let Some(p) = found.peer()
+                {
+                    logs.last_peer = Some(p.to_string());
+                }
+            }
+        }
+    }
+    if let Some((first, last)) = waiting
+        && last.saturating_sub(first) > IDENTITY_WAIT_ESCALATION.as_secs() as i64
+    {
+        logs.identity_unreachable = true;
+    }
+}
