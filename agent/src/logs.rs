@@ -385,6 +385,15 @@ fn follow_pod(
     counters: &mut Counters,
 ) -> bool {
     let t = &pod.target;
+    // The root itself may be reached through a symlink (it is what the operator configured);
+    // nothing below it is.
+    if !cfg.root.is_dir() {
+        pod.problem = Some(format!(
+            "no log root {} (is the node's /var/log/pods mounted?)",
+            cfg.root.display()
+        ));
+        return true;
+    }
     let pod_dir = cfg
         .root
         .join(format!("{}_{}_{}", t.namespace, t.name, t.uid));

@@ -261,6 +261,17 @@ fn symlinks_are_not_followed_out_of_the_log_root() {
 }
 
 #[test]
+fn a_missing_log_root_is_said_for_each_pod_and_is_not_fatal() {
+    let node = Node::new();
+    let mut f = node.follower(1 << 20);
+    f.cfg.root = node.root.path().join("not-mounted");
+    let changed = f.round(&[mk_target("r1")], Utc::now());
+    let problem = changed[0].1.problem.as_deref().unwrap();
+    assert!(problem.starts_with("no log root"), "{problem}");
+    assert!(problem.contains("mounted"), "{problem}");
+}
+
+#[test]
 fn a_pod_without_logs_says_so_and_a_deleted_pod_is_forgotten() {
     let node = Node::new();
     let t = mk_target("u10");
