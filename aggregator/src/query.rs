@@ -34,6 +34,8 @@ struct Last {
     summary: pb::ClusterSummary,
     /// Every log correlation (the summary holds the first [`SUMMARY_LOG_EVIDENCE`]).
     logs: Arc<Vec<LogCorrelation>>,
+    /// The verdicts they confirm, by pod.
+    confirmations: Arc<wire::Confirmations>,
 }
 
 /// Log correlations the summary carries at most.
@@ -82,6 +84,7 @@ impl QueryService {
             revision,
             at: tokio::time::Instant::now(),
             summary,
+            confirmations: Arc::new(wire::confirmations(&logs)),
             logs: Arc::new(logs),
         };
         *last = Some(l.clone());
@@ -233,7 +236,7 @@ impl pb::query_server::Query for QueryService {
             Ok(v) => wire::verdict_from_wire(v),
             Err(_) => return Err(status(QueryError::BadVerdict(q.verdict))),
         };
-        let logs = self.analysis_now().logs;
+        let confirmations = self.analysis_now().confirmations;
         let cluster = lock(&self.cluster);
         let wanted = |e: &&PodEntry| {
             (q.namespace.is_empty() || e.record.namespace == q.namespace)
@@ -252,7 +255,7 @@ impl pb::query_server::Query for QueryService {
         Ok(Response::new(pb::ListPodsResponse {
             pods: pods
                 .into_iter()
-                .map(|e| wire::with_logs(wire::pod_summary(e), &logs))
+                .map(|e| wire::with_logs(wire::pod_summary(e), &confirmations))
                 .collect(),
         }))
     }
@@ -268,14 +271,17 @@ impl pb::query_server::Query for QueryService {
         if q.name.is_empty() {
             return Err(status(QueryError::Missing("name")));
         }
-        let logs = self.analysis_now().logs;
+        let analysis = self.analysis_now();
         let cluster = lock(&self.cluster);
         match cluster.pod(&q.namespace, &q.name) {
             Some(e) => {
                 let mut d = wire::pod_detail(e);
                 let key = format!("{}/{}", e.record.namespace, e.record.name);
-                d.summary = d.summary.map(|s| wire::with_logs(s, &logs));
-                d.log_evidence = logs
+                d.summary = d
+                    .summary
+                    .map(|s| wire::with_logs(s, &analysis.confirmations));
+                d.log_evidence = analysis
+                    .logs
                     .iter()
                     .filter(|c| c.involves(&key))
                     .map(wire::log_correlation)

@@ -435,25 +435,36 @@ pub fn log_correlation(c: &LogCorrelation) -> pb::LogCorrelation {
     }
 }
 
-/// Adds to a pod's verdicts the log errors that confirm them, and to its detail the log errors
-/// that involve it.
-pub fn with_logs(mut s: pb::PodSummary, correlations: &[LogCorrelation]) -> pb::PodSummary {
-    let key = format!("{}/{}", s.namespace, s.name);
+/// The pod verdicts that log errors confirm, by pod (`namespace/name`): the verdict and what
+/// confirms it, in words. Built once per analysis, so that listing pods stays linear.
+pub type Confirmations = HashMap<String, Vec<(VerdictKind, String)>>;
+
+/// The confirmations among `correlations`.
+pub fn confirmations(correlations: &[LogCorrelation]) -> Confirmations {
+    let mut out = Confirmations::new();
     for c in correlations {
-        let LogStatus::Confirmed {
+        if let LogStatus::Confirmed {
             verdict: Some((pod, kind)),
             ..
         } = &c.status
-        else {
-            continue;
-        };
-        if *pod != key {
-            continue;
+        {
+            out.entry(pod.clone())
+                .or_default()
+                .push((*kind, format!("{} logged by {}", describe(c), c.pod)));
         }
+    }
+    out
+}
+
+/// A pod's summary with the log errors that confirm its verdicts.
+pub fn with_logs(mut s: pb::PodSummary, confirmations: &Confirmations) -> pb::PodSummary {
+    let Some(confirmed) = confirmations.get(&format!("{}/{}", s.namespace, s.name)) else {
+        return s;
+    };
+    for (kind, text) in confirmed {
         let wire = verdict_kind(*kind) as i32;
         for v in s.verdicts.iter_mut().filter(|v| v.verdict == wire) {
-            v.confirmed_by_logs
-                .push(format!("{} logged by {}", describe(c), c.pod));
+            v.confirmed_by_logs.push(text.clone());
         }
     }
     s

@@ -114,6 +114,15 @@ pub struct Context<'a> {
 /// an INCONCLUSIVE finding per pod that logs errors no verdict explains.
 pub fn correlate(ctx: &Context<'_>) -> (Vec<LogCorrelation>, Vec<Finding>) {
     let now = ctx.input.now;
+    // Most pods log nothing: then there is nothing to index.
+    let logged = ctx
+        .input
+        .pods
+        .iter()
+        .any(|p| p.record.logs.as_ref().is_some_and(|l| !l.kinds.is_empty()));
+    if !logged {
+        return (Vec::new(), Vec::new());
+    }
     let by_ip: BTreeMap<IpAddr, String> = ctx
         .input
         .pods
