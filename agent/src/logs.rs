@@ -113,28 +113,45 @@ pub struct Follower {
     dirty: bool,
 }
 
+/// One pod being followed; created when the pod enters the view (from the state file when it
+/// has an entry there), dropped when it leaves.
 struct PodFollow {
+    /// Where its logs are.
     target: LogTarget,
+    /// Its counts; written by every message read, kept in the state file.
     logs: PodLogs,
+    /// The files being followed; a file is added when it appears as `N.log` and dropped once
+    /// it is gone (deleted, or compressed and its tail read from the `.gz`).
     files: Vec<FileFollow>,
+    /// Why its logs could not be read in the last round; cleared when they could.
     problem: Option<String>,
-    /// The evidence last handed out.
+    /// The evidence last handed out; replaced when a round's evidence differs.
     sent: Option<LogEvidence>,
 }
 
+/// One file being followed.
 struct FileFollow {
+    /// Its name when last listed (updated when it is renamed by rotation).
     name: String,
+    /// Device of the file: with `ino`, its identity across renames.
     dev: u64,
+    /// Inode of the file.
     ino: u64,
+    /// How far it has been read; reset when it is truncated.
     pos: Position,
+    /// Its pending partial messages; replaced when it is truncated.
     scanner: Scanner,
 }
 
-/// A file of a container's log directory.
+/// A file of a container's log directory, as listed this round.
 struct Entry {
+    /// File name.
     name: String,
+    /// Device.
     dev: u64,
+    /// Inode.
     ino: u64,
+    /// Size in bytes.
     len: u64,
     /// `N.log`: written to now.
     live: bool,

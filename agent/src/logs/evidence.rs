@@ -76,23 +76,33 @@ pub struct PodLogs {
     kinds: BTreeMap<String, KindStats>,
 }
 
+/// The lines of one kind, as accumulated; every field is written by `record`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct KindStats {
+    /// Lines.
     total: u64,
+    /// CRI time of the earliest line.
     first_seen: DateTime<Utc>,
+    /// CRI time of the latest line.
     last_seen: DateTime<Utc>,
     /// (minute since the epoch, lines in it), ascending, the newest [`MINUTES`].
     minutes: VecDeque<(i64, u64)>,
+    /// The last [`SAMPLES`] lines, oldest first.
     samples: VecDeque<String>,
-    /// Most recently seen last.
+    /// At most [`PEERS`], most recently seen last.
     peers: Vec<PeerStats>,
 }
 
+/// A peer named by lines of one kind.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct PeerStats {
+    /// As logged.
     addr: SocketAddr,
+    /// An inbound client's ephemeral port.
     ephemeral_port: bool,
+    /// Lines naming it.
     count: u64,
+    /// CRI time of the latest one.
     last_seen: DateTime<Utc>,
 }
 

@@ -49,6 +49,7 @@ pub struct ScanStats {
 /// The reading state of one file between rounds: the framer's pending partial messages.
 #[derive(Debug)]
 pub struct Scanner {
+    /// Joins partial lines; holds the pending messages of both streams between calls.
     framer: CriFramer,
     /// Longest line kept, in bytes; longer ones are skipped.
     max_line: usize,

@@ -5,7 +5,8 @@
 //! ```text
 //!  ClusterInput ─┬─ trust (bundle + history, issuer) ──► trust_config::check ─┐
 //!                ├─ pods (evidence) ──────────────────► pod_verdicts ─────────┤
-//!                ├─ identity, nodes (clocks), logs ───► identity / clock ─────┼─► findings
+//!                ├─ identity, nodes (clocks) ─────────► identity / clock ─────┼─► findings
+//!                ├─ pods' proxy logs + the above ─────► logs::correlate ──────┤   (+ Report::logs)
 //!                └─ bundle history, effective anchors ► rollout / removal ────┘      │
 //!                                                                    affected ◄──────┤
 //!                                                     plan (Rules 1–4, 6) ◄──────────┘
