@@ -104,7 +104,7 @@ pub struct Args {
     pub log_state_dir: std::path::PathBuf,
 
     /// Interval between reads of the proxies' logs; 0s turns log reading off.
-    #[arg(long, env = "ANCHORWATCH_AGENT_LOG_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "ANCHORWATCH_AGENT_LOG_INTERVAL", default_value = "10s", value_parser = interval_or_off)]
     pub log_interval: Duration,
 
     /// Bytes of logs read per interval at most, over all pods (e.g. 32MiB): bounds the CPU a
@@ -141,6 +141,14 @@ fn interval(s: &str) -> Result<Duration, String> {
         return Err(format!("{s:?} is too short: give at least 10ms"));
     }
     Ok(d)
+}
+
+/// An interval flag that may be `0s` (off), else at least 10 ms like the others.
+fn interval_or_off(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Ok(d),
+        _ => interval(s),
+    }
 }
 
 /// A byte size: a number with an optional unit (`B`, `KiB`, `MiB`, `GiB`; `K`, `M`, `G` are
@@ -358,6 +366,18 @@ mod tests {
         let ok = Args::try_parse_from(["agent", "--node-name", "n", "--probe-interval", "250ms"])
             .unwrap();
         assert_eq!(ok.probe_interval, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn log_reading_is_off_at_zero_and_never_spins() {
+        let parse =
+            |v: &str| Args::try_parse_from(["agent", "--node-name", "n", "--log-interval", v]);
+        assert_eq!(parse("0s").unwrap().log_interval, Duration::ZERO);
+        assert!(parse("1ms").unwrap_err().to_string().contains("too short"));
+        assert_eq!(
+            parse("300ms").unwrap().log_interval,
+            Duration::from_millis(300)
+        );
     }
 
     #[test]
