@@ -2,12 +2,14 @@
 //!
 //! ```text
 //!  pod watch ──apply/remove/replace_all──►  Inventory  ──view()──► NodeView ──► report stream
-//!  probes ────────────record()───────────►  (uid → Entry{pod, probe, metrics, revision})
+//!  probes ────────────record()───────────►  (uid → Entry{pod, probe, metrics, logs, revision})
+//!  log reader ─────────set_logs()──────────►
 //! ```
 //! Pure and synchronous: the IO tasks feed it values and ask it what to probe. Every change that
 //! the aggregator must learn about bumps the entry's revision; the reporter sends entries whose
 //! revision it has not sent yet.
 
+use crate::logs::LogEvidence;
 use crate::pod::{DEFAULT_ADMIN_PORT, MeshedPod};
 use crate::probe::PresentedChain;
 use chrono::{DateTime, Utc};
@@ -76,6 +78,9 @@ pub struct PodEvidence {
     pub probe: Option<ProbeRecord>,
     /// From the last metrics read; `None` until the first one.
     pub metrics: Option<MetricsRecord>,
+    /// What the proxy's logs on the node say; `None` until the log reader first read them (or
+    /// when it does not run).
+    pub logs: Option<Arc<LogEvidence>>,
 }
 
 /// An immutable view of the node for the reporter.
@@ -125,6 +130,7 @@ impl Inventory {
     pub fn apply(&mut self, pod: MeshedPod, now: DateTime<Utc>) -> Option<ProbeTarget> {
         let uid = pod.uid.clone();
         let plan = self.plan(&pod);
+        let logs = self.pods.get(&uid).and_then(|e| e.evidence.logs.clone());
         let (probe, metrics, reprobe) = match self.pods.get(&uid) {
             Some(e) if e.evidence.pod == pod => return None,
             Some(e) => {
@@ -154,6 +160,7 @@ impl Inventory {
                     pod,
                     probe,
                     metrics,
+                    logs,
                 }),
                 revision,
             },
@@ -210,6 +217,26 @@ impl Inventory {
             pod: old.pod.clone(),
             probe,
             metrics,
+            logs: old.logs.clone(),
+        });
+        let revision = self.next_revision();
+        self.pods
+            .insert(uid.to_string(), Entry { evidence, revision });
+        true
+    }
+
+    /// Records what a pod's logs say, for a pod still known; returns whether the evidence
+    /// changed.
+    pub fn set_logs(&mut self, uid: &str, logs: LogEvidence) -> bool {
+        let Some(entry) = self.pods.get(uid) else {
+            return false;
+        };
+        if entry.evidence.logs.as_deref() == Some(&logs) {
+            return false;
+        }
+        let evidence = Arc::new(PodEvidence {
+            logs: Some(Arc::new(logs)),
+            ..(*entry.evidence).clone()
         });
         let revision = self.next_revision();
         self.pods

@@ -4,6 +4,8 @@
 
 pub mod clock;
 pub mod inventory;
+pub mod logs;
+pub mod metrics;
 pub mod probe;
 pub mod report;
 pub mod survey;
@@ -99,6 +101,41 @@ pub struct Args {
     #[arg(long, env = "ANCHORWATCH_AGENT_CLOCK_BURST", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub clock_burst: u32,
 
+    /// The kubelet's pod log directory: each proxy's logs are read from
+    /// `<root>/<namespace>_<pod>_<uid>/<proxy container>/*.log` (mount it read-only).
+    #[arg(
+        long,
+        env = "ANCHORWATCH_AGENT_LOG_ROOT",
+        default_value = "/var/log/pods"
+    )]
+    pub log_root: std::path::PathBuf,
+
+    /// Writable directory for the log reader's state (read positions and counts), so that a
+    /// restart neither re-counts nor misses lines; a hostPath in the DaemonSet.
+    #[arg(
+        long,
+        env = "ANCHORWATCH_AGENT_LOG_STATE_DIR",
+        default_value = "/var/lib/anchorwatch"
+    )]
+    pub log_state_dir: std::path::PathBuf,
+
+    /// Interval between reads of the proxies' logs; 0s turns log reading off.
+    #[arg(long, env = "ANCHORWATCH_AGENT_LOG_INTERVAL", default_value = "10s", value_parser = interval_or_off)]
+    pub log_interval: Duration,
+
+    /// Bytes of logs read per interval at most, over all pods (e.g. 32MiB): bounds the CPU a
+    /// noisy proxy can cost; the reader catches up over the next intervals.
+    #[arg(long, env = "ANCHORWATCH_AGENT_LOG_READ_BUDGET", default_value = "32MiB", value_parser = byte_size)]
+    pub log_read_budget: u64,
+
+    /// Address of the Prometheus metrics endpoint (`/metrics`).
+    #[arg(
+        long,
+        env = "ANCHORWATCH_AGENT_METRICS_LISTEN",
+        default_value = "0.0.0.0:9990"
+    )]
+    pub metrics_listen: std::net::SocketAddr,
+
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `anchorwatch_agent=debug`.
     #[arg(long, env = "ANCHORWATCH_AGENT_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -120,6 +157,43 @@ fn interval(s: &str) -> Result<Duration, String> {
         return Err(format!("{s:?} is too short: give at least 10ms"));
     }
     Ok(d)
+}
+
+/// An interval flag that may be `0s` (off), else at least 10 ms like the others.
+fn interval_or_off(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Ok(d),
+        _ => interval(s),
+    }
+}
+
+/// A byte size: a number with an optional unit (`B`, `KiB`, `MiB`, `GiB`; `K`, `M`, `G` are
+/// the same binary units), at least 64 KiB.
+fn byte_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size such as 32MiB"))?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KiB" | "k" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?}: use B, KiB, MiB or GiB"
+            ));
+        }
+    };
+    let bytes = n
+        .checked_mul(scale)
+        .ok_or_else(|| format!("{s:?} is too large"))?;
+    if bytes < 64 * 1024 {
+        return Err(format!("{s:?} is too small: give at least 64KiB"));
+    }
+    Ok(bytes)
 }
 
 /// Log line format.
@@ -183,6 +257,51 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     tracing::info!(aggregator = %clock_cfg.aggregator, ntp = ?clock_cfg.ntp_servers, "measuring the node's clock");
     let clock_task = tokio::spawn(clock::run(clock_cfg, clock_tx));
+    let log_metrics = Arc::new(std::sync::Mutex::new(logs::LogMetrics::default()));
+    let (logs_tx, logs_rx) = tokio::sync::mpsc::channel(4);
+    if !args.log_interval.is_zero() {
+        let state_dir = match std::fs::create_dir_all(&args.log_state_dir) {
+            Ok(()) => Some(args.log_state_dir.clone()),
+            Err(e) => {
+                tracing::warn!(dir = %args.log_state_dir.display(), error = %e, "cannot create the log state directory: a restart will read pod logs again");
+                None
+            }
+        };
+        logs::spawn(
+            logs::LogConfig {
+                root: args.log_root.clone(),
+                state_dir,
+                budget: args.log_read_budget,
+                max_line: logs::DEFAULT_MAX_LINE,
+            },
+            args.log_interval,
+            view_tx.subscribe(),
+            logs_tx,
+            log_metrics.clone(),
+        )
+        .context("cannot start the log reader")?;
+    }
+    let metrics_listener = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.metrics_listen))?;
+    tracing::info!(listen = %metrics_listener.local_addr()?, "metrics serving");
+    let metrics_task = tokio::spawn(async move {
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let m = log_metrics.lock().map(|m| m.clone()).unwrap_or_default();
+                async move {
+                    (
+                        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        metrics::render(&m),
+                    )
+                }
+            }),
+        );
+        if let Err(e) = axum::serve(metrics_listener, app).await {
+            tracing::warn!(error = %e, "metrics server failed");
+        }
+    });
     let survey = survey::run(
         client,
         survey::SurveyConfig {
@@ -195,6 +314,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         },
         prober,
         view_tx,
+        logs_rx,
     );
     tracing::info!(node = %args.node_name, aggregator = %args.aggregator, "anchorwatch agent starting");
     let result = tokio::select! {
@@ -203,6 +323,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     reporter.abort();
     clock_task.abort();
+    metrics_task.abort();
     result
 }
 
@@ -263,5 +384,31 @@ mod tests {
         let ok = Args::try_parse_from(["agent", "--node-name", "n", "--probe-interval", "250ms"])
             .unwrap();
         assert_eq!(ok.probe_interval, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn log_reading_is_off_at_zero_and_never_spins() {
+        let parse =
+            |v: &str| Args::try_parse_from(["agent", "--node-name", "n", "--log-interval", v]);
+        assert_eq!(parse("0s").unwrap().log_interval, Duration::ZERO);
+        assert!(parse("1ms").unwrap_err().to_string().contains("too short"));
+        assert_eq!(
+            parse("300ms").unwrap().log_interval,
+            Duration::from_millis(300)
+        );
+    }
+
+    #[test]
+    fn the_log_read_budget_takes_binary_units_and_refuses_nonsense() {
+        assert_eq!(byte_size("32MiB"), Ok(32 << 20));
+        assert_eq!(byte_size("1G"), Ok(1 << 30));
+        assert_eq!(byte_size("65536"), Ok(65536));
+        assert!(byte_size("12").unwrap_err().contains("too small"));
+        assert!(byte_size("3 parsecs").unwrap_err().contains("unit"));
+        assert!(byte_size("MiB").is_err());
+        assert!(byte_size("99999999999999999999GiB").is_err());
+        let args = Args::try_parse_from(["agent", "--node-name", "n"]).unwrap();
+        assert_eq!(args.log_root, std::path::Path::new("/var/log/pods"));
+        assert_eq!(args.log_read_budget, 32 << 20);
     }
 }

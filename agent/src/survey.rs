@@ -1,7 +1,8 @@
 //! The agent's survey of its node: follows the pods on the node through the Kubernetes API,
 //! probes each meshed proxy (on change and every round), and publishes the node's view for the
 //! reporter. One task owns the [`Inventory`]; probes run in their own tasks, bounded by a
-//! semaphore, and send their results back on a channel.
+//! semaphore, and send their results back on a channel, as the log reader sends what the
+//! proxies' logs say.
 
 use crate::inventory::{Inventory, MetricsRecord, NodeView, ProbeOutcome, ProbeTarget};
 use crate::pod::meshed_pod;
@@ -46,6 +47,7 @@ pub async fn run(
     cfg: SurveyConfig,
     prober: Prober,
     view: watch::Sender<Arc<NodeView>>,
+    mut logs: mpsc::Receiver<crate::logs::LogBatch>,
 ) -> anyhow::Result<()> {
     let api: kube::Api<Pod> = kube::Api::all(client);
     let selector = format!("spec.nodeName={}", cfg.node);
@@ -152,6 +154,13 @@ pub async fn run(
                     round_pending = None;
                 }
                 inventory.record(&done.uid, done.addr, done.outcome, done.metrics, now)
+            }
+            Some(batch) = logs.recv() => {
+                let mut changed = false;
+                for (uid, evidence) in batch {
+                    changed |= inventory.set_logs(&uid, evidence);
+                }
+                changed
             }
             _ = round.tick() => {
                 let targets = inventory.targets();

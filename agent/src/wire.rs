@@ -1,6 +1,7 @@
 //! Conversion of the agent's domain values to the `anchorwatch.v1` wire types, in one place.
 
 use crate::inventory::{MetricsRecord, PodEvidence, ProbeOutcome};
+use crate::logs::LogEvidence;
 use crate::time::to_proto;
 use anchorwatch_proto::v1 as pb;
 
@@ -45,5 +46,36 @@ pub fn pod_evidence(e: &PodEvidence) -> pb::PodEvidence {
             MetricsRecord::Unavailable(why) => pb::proxy_metrics::Outcome::Error(why.clone()),
         }),
     });
+    out.logs = e.logs.as_deref().map(log_evidence);
     out
+}
+
+/// What a pod's logs say, as sent to the aggregator.
+pub fn log_evidence(e: &LogEvidence) -> pb::LogEvidence {
+    pb::LogEvidence {
+        kinds: e
+            .kinds
+            .iter()
+            .map(|k| pb::LogKindEvidence {
+                kind: k.kind.to_string(),
+                total: k.total,
+                last_5m: k.last_5m,
+                last_1h: k.last_1h,
+                first_seen: Some(to_proto(k.first_seen)),
+                last_seen: Some(to_proto(k.last_seen)),
+                samples: k.samples.clone(),
+                peers: k
+                    .peers
+                    .iter()
+                    .map(|p| pb::LogPeer {
+                        address: p.addr.to_string(),
+                        ephemeral_port: p.ephemeral_port,
+                        count: p.count,
+                        last_seen: Some(to_proto(p.last_seen)),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        problem: e.problem.clone().unwrap_or_default(),
+    }
 }

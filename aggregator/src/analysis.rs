@@ -23,6 +23,7 @@
 //! lookup per pod.
 
 pub mod cluster;
+pub mod logs;
 mod memo;
 pub mod trust_config;
 

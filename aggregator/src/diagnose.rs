@@ -545,11 +545,18 @@ pub fn model(
         },
         now,
     );
-    let mut by_node: BTreeMap<&str, Vec<PodRecord>> = BTreeMap::new();
+    let mut by_node: BTreeMap<String, Vec<PodRecord>> = BTreeMap::new();
     for p in &c.pods {
-        by_node.entry(p.node.as_str()).or_default().push(p.clone());
+        let mut p = p.clone();
+        // The copied proxy logs enter as an agent's would.
+        if let Some(l) = logs.get(&format!("{}/{}", p.namespace, p.name)) {
+            p.logs = Some(std::sync::Arc::new(l.to_evidence()));
+        }
+        by_node.entry(p.node.clone()).or_default().push(p);
     }
-    for (node, pods) in by_node {
+    for (node, pods) in &by_node {
+        let node = node.as_str();
+        let pods = pods.clone();
         let stream = cluster.open_stream();
         cluster.replace_node(node, stream, "kubectl dump", pods, now);
         if let Some(offset) = opts.clocks.get(node) {
@@ -566,13 +573,7 @@ pub fn model(
             cluster.node_clock(node, stream, reading, now);
         }
     }
-    let mut input = cluster.analysis_input(&opts.settings, now);
-    for p in &mut input.pods {
-        let key = format!("{}/{}", p.record.namespace, p.record.name);
-        if logs.get(&key).is_some_and(|l| l.identity_unreachable) {
-            p.logs_identity_unreachable = true;
-        }
-    }
+    let input = cluster.analysis_input(&opts.settings, now);
     (cluster, input)
 }
 

@@ -221,6 +221,7 @@ pub fn records(
                     .unwrap_or_else(|| host_port(address, port)),
                 metrics_cert_expiry: None,
                 problems: vec![],
+                logs: None,
                 reported_at: now,
             }
         })

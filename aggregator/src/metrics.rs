@@ -4,6 +4,7 @@
 //! measured view of every node.
 
 use crate::clock::{Level, Row};
+use anchorwatch_promtext::{family, label};
 use std::fmt::Write as _;
 
 /// Clock port counters.
@@ -13,17 +14,6 @@ pub struct ClockPort {
     pub answered: u64,
     /// Datagrams dropped.
     pub dropped: u64,
-}
-
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
 /// Whether this replica leads.

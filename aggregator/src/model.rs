@@ -84,8 +84,54 @@ pub struct PodRecord {
     pub metrics_cert_expiry: Option<DateTime<Utc>>,
     /// Problems reported by the agent or found decoding the evidence.
     pub problems: Vec<String>,
+    /// What the proxy's logs on the node say; `None` when the agent does not read them.
+    pub logs: Option<Arc<LogEvidence>>,
     /// When the aggregator received this evidence.
     pub reported_at: DateTime<Utc>,
+}
+
+/// What a proxy's logs say about mTLS and identity, per kind (`cases/log-lines.md`), as its
+/// agent counted them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogEvidence {
+    /// One entry per kind logged.
+    pub kinds: Vec<LogKindEvidence>,
+    /// Why the agent could not read the logs.
+    pub problem: Option<String>,
+}
+
+/// The lines of one kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogKindEvidence {
+    /// The kind.
+    pub kind: anchorwatch_proxylog::Kind,
+    /// Lines since the agent started following the pod.
+    pub total: u64,
+    /// Lines in the 5 minutes and the hour before the agent sent this.
+    pub last_5m: u64,
+    /// See `last_5m`.
+    pub last_1h: u64,
+    /// Log time (node clock) of the first line.
+    pub first_seen: Option<DateTime<Utc>>,
+    /// Log time of the last line.
+    pub last_seen: Option<DateTime<Utc>>,
+    /// The last few lines.
+    pub samples: Vec<String>,
+    /// The peers the lines name, most recent first.
+    pub peers: Vec<LogPeer>,
+}
+
+/// A peer named by log lines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogPeer {
+    /// The address as logged.
+    pub addr: std::net::SocketAddr,
+    /// An inbound client's ephemeral port: matched to a pod by IP only.
+    pub ephemeral_port: bool,
+    /// Lines naming it.
+    pub count: u64,
+    /// Log time of the last one.
+    pub last_seen: Option<DateTime<Utc>>,
 }
 
 /// Where a pod's trust anchors come from.
@@ -817,7 +863,6 @@ impl Cluster {
                     workload,
                     workload_facts,
                     remote: None,
-                    logs_identity_unreachable: false,
                     analysis: Some(e.analysis.clone()),
                 }
             })
@@ -884,7 +929,6 @@ impl Cluster {
             workload: None,
             workload_facts: Default::default(),
             remote: e.remote.clone(),
-            logs_identity_unreachable: false,
             analysis: Some(e.analysis.clone()),
         }));
         ClusterInput {

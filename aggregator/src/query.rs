@@ -1,6 +1,7 @@
 //! The Query service: the cluster summary, pods with their verdicts and evidence, and nodes.
 
 use crate::analysis::cluster::Settings;
+use crate::analysis::logs::LogCorrelation;
 use crate::ingest::lock;
 use crate::model::{Cluster, PodEntry};
 use crate::time::to_proto;
@@ -19,8 +20,26 @@ pub struct QueryService {
     /// The last summary, with the model revision and the time it was computed at: the
     /// whole-cluster analysis runs again only when the model changed, or after `SUMMARY_MAX_AGE`
     /// for what time alone changes (an issuer nearing expiry).
-    last: Arc<Mutex<Option<(u64, tokio::time::Instant, pb::ClusterSummary)>>>,
+    last: Arc<Mutex<Option<Last>>>,
 }
+
+/// The last whole-cluster analysis, as served.
+#[derive(Clone)]
+struct Last {
+    /// Model revision it was computed at.
+    revision: u64,
+    /// When.
+    at: tokio::time::Instant,
+    /// The summary.
+    summary: pb::ClusterSummary,
+    /// Every log correlation (the summary holds the first [`SUMMARY_LOG_EVIDENCE`]).
+    logs: Arc<Vec<LogCorrelation>>,
+    /// The verdicts they confirm, by pod.
+    confirmations: Arc<wire::Confirmations>,
+}
+
+/// Log correlations the summary carries at most.
+const SUMMARY_LOG_EVIDENCE: usize = 50;
 
 /// How long a summary of an unchanged model is served again.
 const SUMMARY_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -43,28 +62,43 @@ impl QueryService {
     /// The summary now, with the whole-cluster analysis (or the last one, when the model has not
     /// changed since and it is recent).
     fn summary_now(&self) -> pb::ClusterSummary {
+        self.analysis_now().summary
+    }
+
+    /// The last analysis when the model has not changed since and it is recent, else a new one.
+    fn analysis_now(&self) -> Last {
         let mut cluster = lock(&self.cluster);
         let revision = cluster.revision();
         let mut last = self
             .last
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((r, at, s)) = last.as_ref()
-            && *r == revision
-            && at.elapsed() < SUMMARY_MAX_AGE
+        if let Some(l) = last.as_ref()
+            && l.revision == revision
+            && l.at.elapsed() < SUMMARY_MAX_AGE
         {
-            return s.clone();
+            return l.clone();
         }
-        let s = Self::summarise(&mut cluster, &self.settings);
-        *last = Some((revision, tokio::time::Instant::now(), s.clone()));
-        s
+        let (summary, logs) = Self::summarise(&mut cluster, &self.settings);
+        let l = Last {
+            revision,
+            at: tokio::time::Instant::now(),
+            summary,
+            confirmations: Arc::new(wire::confirmations(&logs)),
+            logs: Arc::new(logs),
+        };
+        *last = Some(l.clone());
+        l
     }
 
-    fn summarise(cluster: &mut Cluster, settings: &Settings) -> pb::ClusterSummary {
+    fn summarise(
+        cluster: &mut Cluster,
+        settings: &Settings,
+    ) -> (pb::ClusterSummary, Vec<LogCorrelation>) {
         let chains_to = cluster.issuer_anchors();
         let report = cluster.report(settings, crate::time::now());
         let s = cluster.summary();
-        pb::ClusterSummary {
+        let summary = pb::ClusterSummary {
             bundle: Some(wire::trust_bundle(&cluster.trust)),
             issuer: Some(wire::issuer(&cluster.trust, &chains_to)),
             pods: s.pods as u32,
@@ -84,7 +118,15 @@ impl QueryService {
             plan: Some(wire::plan(&report.plan)),
             affected: report.affected.iter().cloned().collect(),
             remote_pods: s.remote_pods as u32,
-        }
+            log_evidence: report
+                .logs
+                .iter()
+                .take(SUMMARY_LOG_EVIDENCE)
+                .map(wire::log_correlation)
+                .collect(),
+            log_evidence_total: report.logs.len() as u32,
+        };
+        (summary, report.logs)
     }
 
     /// The tonic service.
@@ -217,6 +259,7 @@ impl pb::query_server::Query for QueryService {
             Ok(v) => wire::verdict_from_wire(v),
             Err(_) => return Err(status(QueryError::BadVerdict(q.verdict))),
         };
+        let confirmations = self.analysis_now().confirmations;
         let cluster = lock(&self.cluster);
         let wanted = |e: &&PodEntry| {
             (q.namespace.is_empty() || e.record.namespace == q.namespace)
@@ -233,7 +276,10 @@ impl pb::query_server::Query for QueryService {
             });
         }
         Ok(Response::new(pb::ListPodsResponse {
-            pods: pods.into_iter().map(wire::pod_summary).collect(),
+            pods: pods
+                .into_iter()
+                .map(|e| wire::with_logs(wire::pod_summary(e), &confirmations))
+                .collect(),
         }))
     }
 
@@ -248,9 +294,23 @@ impl pb::query_server::Query for QueryService {
         if q.name.is_empty() {
             return Err(status(QueryError::Missing("name")));
         }
+        let analysis = self.analysis_now();
         let cluster = lock(&self.cluster);
         match cluster.pod(&q.namespace, &q.name) {
-            Some(e) => Ok(Response::new(wire::pod_detail(e))),
+            Some(e) => {
+                let mut d = wire::pod_detail(e);
+                let key = format!("{}/{}", e.record.namespace, e.record.name);
+                d.summary = d
+                    .summary
+                    .map(|s| wire::with_logs(s, &analysis.confirmations));
+                d.log_evidence = analysis
+                    .logs
+                    .iter()
+                    .filter(|c| c.involves(&key))
+                    .map(wire::log_correlation)
+                    .collect();
+                Ok(Response::new(d))
+            }
             None => Err(status(QueryError::NoSuchPod(format!(
                 "{}/{}",
                 clip(&q.namespace),

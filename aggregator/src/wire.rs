@@ -3,15 +3,18 @@
 //! agent's own conclusions are never taken.
 
 use crate::analysis::cluster::{Finding, Method, Phase, Plan, Tier};
+use crate::analysis::logs::{LogCorrelation, LogStatus, describe};
 use crate::analysis::trust_config::Severity;
 use crate::analysis::{PodAnalysis, Verdict, VerdictKind};
 use crate::model::{
-    ChainEvidence, NodeRecord, PodEntry, PodRecord, ProbeEvidence, SpecAnchorsEvidence,
+    ChainEvidence, LogEvidence, LogKindEvidence, LogPeer, NodeRecord, PodEntry, PodRecord,
+    ProbeEvidence, SpecAnchorsEvidence,
 };
 use crate::time::{from_proto, to_proto};
 use crate::trust::{BundleState, IssuerState, Trust};
 use crate::verify::{Fingerprint, ParsedCert, PemBundle, parse_der, parse_pem_bundle};
 use anchorwatch_proto::v1 as pb;
+use anchorwatch_proxylog::Kind;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -108,6 +111,7 @@ pub fn pod_record(
     }
     let proxy = e.proxy.unwrap_or_default();
     let mut problems = e.spec_problems;
+    let logs = e.logs.map(|l| Arc::new(log_evidence(l, &mut problems)));
     let spec_anchors = match e.spec_anchors.and_then(|s| s.source) {
         Some(pb::spec_anchors::Source::Pem(pem)) => SpecAnchorsEvidence::Pem(interner.bundle(&pem)),
         Some(pb::spec_anchors::Source::ConfigMap(r)) => SpecAnchorsEvidence::ConfigMap {
@@ -191,9 +195,74 @@ pub fn pod_record(
         probed_at,
         probe_address,
         metrics_cert_expiry,
+        logs,
         problems,
         reported_at: now,
     })
+}
+
+/// At most this many kinds, samples and peers are kept of what an agent sends, each sample
+/// at most [`SAMPLE_BYTES`]: an agent's report cannot make the aggregator hold more.
+const MAX_KINDS: usize = 32;
+const MAX_SAMPLES: usize = 3;
+const MAX_PEERS: usize = 16;
+const SAMPLE_BYTES: usize = 300;
+
+/// Decodes what a pod's logs say; kinds this version does not know are named in `problems`.
+pub fn log_evidence(l: pb::LogEvidence, problems: &mut Vec<String>) -> LogEvidence {
+    let mut kinds = Vec::new();
+    for k in l.kinds.into_iter().take(MAX_KINDS) {
+        let Ok(kind) = k.kind.parse::<Kind>() else {
+            problems.push(format!(
+                "proxy logs: unknown kind {:?}",
+                k.kind.chars().take(64).collect::<String>()
+            ));
+            continue;
+        };
+        kinds.push(LogKindEvidence {
+            kind,
+            total: k.total,
+            last_5m: k.last_5m,
+            last_1h: k.last_1h,
+            first_seen: k.first_seen.as_ref().and_then(from_proto),
+            last_seen: k.last_seen.as_ref().and_then(from_proto),
+            samples: k
+                .samples
+                .into_iter()
+                .take(MAX_SAMPLES)
+                .map(|s| clip(s, SAMPLE_BYTES))
+                .collect(),
+            peers: k
+                .peers
+                .into_iter()
+                .take(MAX_PEERS)
+                .filter_map(|p| {
+                    Some(LogPeer {
+                        addr: p.address.parse().ok()?,
+                        ephemeral_port: p.ephemeral_port,
+                        count: p.count,
+                        last_seen: p.last_seen.as_ref().and_then(from_proto),
+                    })
+                })
+                .collect(),
+        });
+    }
+    LogEvidence {
+        kinds,
+        problem: Some(clip(l.problem, SAMPLE_BYTES)).filter(|p| !p.is_empty()),
+    }
+}
+
+/// `s` cut to at most `max` bytes at a character boundary.
+fn clip(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
 }
 
 /// Parses a presented chain; certificates that do not parse are named, never fatal.
@@ -257,6 +326,7 @@ fn verdict(v: &Verdict) -> pb::VerdictDetail {
         verdict: verdict_kind(v.kind) as i32,
         reason: v.reason.to_string(),
         detail: v.detail.to_string(),
+        confirmed_by_logs: vec![],
     }
 }
 
@@ -335,7 +405,69 @@ pub fn pod_detail(e: &PodEntry) -> pb::PodDetail {
         metrics_cert_expiry: r.metrics_cert_expiry.map(to_proto),
         problems: r.problems.clone(),
         reported_at: Some(to_proto(r.reported_at)),
+        log_evidence: vec![],
+        logs_problem: r
+            .logs
+            .as_deref()
+            .and_then(|l| l.problem.clone())
+            .unwrap_or_default(),
     }
+}
+
+/// A log correlation on the wire.
+pub fn log_correlation(c: &LogCorrelation) -> pb::LogCorrelation {
+    pb::LogCorrelation {
+        pod: c.pod.clone(),
+        node: c.node.clone(),
+        kind: c.kind.to_string(),
+        peer_address: c.peer_address.clone().unwrap_or_default(),
+        peer: c.peer.clone().unwrap_or_default(),
+        count: c.count,
+        last_hour: c.last_hour,
+        first_seen: c.first_seen.map(to_proto),
+        last_seen: c.last_seen.map(to_proto),
+        status: c.status.name().to_string(),
+        explained_by: match &c.status {
+            LogStatus::Confirmed { by, .. } => by.clone(),
+            _ => String::new(),
+        },
+        samples: c.samples.clone(),
+    }
+}
+
+/// The pod verdicts that log errors confirm, by pod (`namespace/name`): the verdict and what
+/// confirms it, in words. Built once per analysis, so that listing pods stays linear.
+pub type Confirmations = HashMap<String, Vec<(VerdictKind, String)>>;
+
+/// The confirmations among `correlations`.
+pub fn confirmations(correlations: &[LogCorrelation]) -> Confirmations {
+    let mut out = Confirmations::new();
+    for c in correlations {
+        if let LogStatus::Confirmed {
+            verdict: Some((pod, kind)),
+            ..
+        } = &c.status
+        {
+            out.entry(pod.clone())
+                .or_default()
+                .push((*kind, format!("{} logged by {}", describe(c), c.pod)));
+        }
+    }
+    out
+}
+
+/// A pod's summary with the log errors that confirm its verdicts.
+pub fn with_logs(mut s: pb::PodSummary, confirmations: &Confirmations) -> pb::PodSummary {
+    let Some(confirmed) = confirmations.get(&format!("{}/{}", s.namespace, s.name)) else {
+        return s;
+    };
+    for (kind, text) in confirmed {
+        let wire = verdict_kind(*kind) as i32;
+        for v in s.verdicts.iter_mut().filter(|v| v.verdict == wire) {
+            v.confirmed_by_logs.push(text.clone());
+        }
+    }
+    s
 }
 
 /// A node on the wire.
@@ -607,5 +739,45 @@ pub fn clock_report(
                     .collect(),
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_evidence_from_an_agent_is_bounded_and_unknown_kinds_are_named() {
+        let kind = |name: &str| pb::LogKindEvidence {
+            kind: name.into(),
+            total: 3,
+            samples: vec!["é".repeat(1000); 50],
+            peers: (0..100)
+                .map(|i| pb::LogPeer {
+                    address: format!("10.0.0.{i}:8080"),
+                    count: 1,
+                    ..Default::default()
+                })
+                .chain([pb::LogPeer {
+                    address: "not an address".into(),
+                    ..Default::default()
+                }])
+                .collect(),
+            ..Default::default()
+        };
+        let sent = pb::LogEvidence {
+            kinds: std::iter::once(kind("NO_SUCH_KIND"))
+                .chain(std::iter::repeat_with(|| kind("BAD_SIGNATURE")).take(500))
+                .collect(),
+            problem: String::new(),
+        };
+        let mut problems = vec![];
+        let got = log_evidence(sent, &mut problems);
+        assert_eq!(problems, ["proxy logs: unknown kind \"NO_SUCH_KIND\""]);
+        assert!(got.kinds.len() <= MAX_KINDS);
+        assert!(got.kinds.iter().all(|k| k.samples.len() <= MAX_SAMPLES
+            && k.samples.iter().all(|s| s.len() <= SAMPLE_BYTES)
+            && k.peers.len() <= MAX_PEERS));
+        assert_eq!(got.problem, None);
     }
 }

@@ -478,6 +478,8 @@ pub fn evidence(pod: &MeshedPod) -> pb::PodEvidence {
                 issuance_lifetime: f.issuance_lifetime.clone(),
             }
         }),
+        // Log evidence is the agent's to add: a spec says nothing about logs.
+        logs: None,
     }
 }
 

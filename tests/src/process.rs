@@ -205,6 +205,8 @@ pub fn agent_with_env(
     let mut args = vec!["--aggregator".to_string(), aggregator_url.to_string()];
     args.extend(extra.iter().map(|s| s.to_string()));
     // Test-friendly defaults, unless `extra` sets them.
+    let log_root = log_dir.join(format!("pods-{node}")).display().to_string();
+    let state_dir = log_dir.join(format!("state-{node}")).display().to_string();
     let clock_server = aggregator_url
         .trim_start_matches("http://")
         .trim_start_matches("https://")
@@ -216,6 +218,11 @@ pub fn agent_with_env(
         ("--max-backoff", "2s"),
         ("--clock-server", clock_server.as_str()),
         ("--clock-interval", "2s"),
+        // Several agents share the machine: each its own metrics port, pod log folder and
+        // state folder (a pod log folder exists only when a test writes one).
+        ("--metrics-listen", "127.0.0.1:0"),
+        ("--log-root", log_root.as_str()),
+        ("--log-state-dir", state_dir.as_str()),
     ] {
         if !extra.contains(&flag) {
             args.extend([flag.to_string(), value.to_string()]);

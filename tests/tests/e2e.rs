@@ -2775,3 +2775,333 @@ async fn bad_streams_are_refused_or_cut_off_and_everyone_else_is_served() {
     c.scenario.stop().await;
     c.kube.shutdown().await;
 }
+
+/// A CRI log line of `stream` with tag `tag`, stamped now.
+fn cri(tag: &str, message: &str) -> String {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    format!("{now} stderr {tag} {message}\n")
+}
+
+fn bad_signature(peer: &str) -> String {
+    format!(
+        "[  12.003112s]  WARN ThreadId(01) outbound:proxy{{addr={peer}}}: linkerd_reconnect: Failed to connect error=endpoint {peer}: invalid peer certificate: BadSignature"
+    )
+}
+
+fn append(path: &Path, text: &[u8]) {
+    use std::io::Write as _;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(text)
+        .unwrap();
+}
+
+/// The log correlations of a pod as GetPod shows them: (logger, kind, peer) → (count, status,
+/// explained by).
+async fn log_evidence_of(
+    addr: &str,
+    pod: &str,
+) -> anyhow::Result<BTreeMap<(String, String, String), (u64, String, String)>> {
+    let (namespace, name) = pod.split_once('/').unwrap();
+    let got = call(
+        addr,
+        "anchorwatch.v1.Query/GetPod",
+        serde_json::json!({"namespace": namespace, "name": name}),
+    )
+    .await?;
+    Ok(got["logEvidence"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let s = |k: &str| c[k].as_str().unwrap_or("").to_string();
+            let count = s("count").parse().unwrap_or(0);
+            (
+                (s("pod"), s("kind"), s("peer")),
+                (count, s("status"), s("explainedBy")),
+            )
+        })
+        .collect())
+}
+
+const WEB: &str = "emojivoto/web-7d9c5b-a1";
+const VOTING: &str = "emojivoto/voting-6c8d9f-c1";
+const EMOJI: &str = "emojivoto/emoji-5f6b8c-b1";
+const VOTE_BOT: &str = "emojivoto/vote-bot-58f4d-d1";
+
+/// Waits until web's BAD_SIGNATURE lines naming voting number `n`, as the aggregator shows them.
+async fn web_rejections_reach(addr: &str, n: u64) {
+    eventually(
+        Duration::from_secs(30),
+        &format!("{n} BAD_SIGNATURE lines of web naming voting"),
+        || async move {
+            let got = log_evidence_of(addr, VOTING).await?;
+            let key = (
+                WEB.to_string(),
+                "BAD_SIGNATURE".to_string(),
+                VOTING.to_string(),
+            );
+            Ok(got.get(&key).filter(|(c, _, _)| *c == n).map(|_| ()))
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_logs_on_the_node_are_counted_correlated_and_survive_a_restart() {
+    let _serial = SERIAL.lock().await;
+    let plans: Vec<PodPlan> = scenario::rotation_pods()
+        .into_iter()
+        .filter(|p| p.node == 1)
+        .collect();
+    let c = cluster(26, plans).await;
+    let addr = format!("127.0.0.1:{}", process::free_port().unwrap());
+    let url = format!("http://{addr}");
+    let root = c.dir.path().join("var-log-pods");
+    let state = c.dir.path().join("var-lib-anchorwatch");
+    std::fs::create_dir_all(&root).unwrap();
+    let metrics = format!("127.0.0.1:{}", process::free_port().unwrap());
+    let agent_flags = [
+        "--log-root",
+        root.to_str().unwrap(),
+        "--log-state-dir",
+        state.to_str().unwrap(),
+        "--log-interval",
+        "300ms",
+        "--metrics-listen",
+        metrics.as_str(),
+    ];
+    let mut procs = Procs(vec![
+        process::aggregator(&c.kubeconfig, &addr, c.dir.path(), &[]).unwrap(),
+        process::agent(&c.kubeconfig, "node-1", &url, c.dir.path(), &agent_flags).unwrap(),
+    ]);
+
+    // Each pod's log folder, named as the kubelet names it, from what the aggregator shows.
+    let mut dirs = BTreeMap::new();
+    let mut ips = BTreeMap::new();
+    for pod in [WEB, VOTING, EMOJI, VOTE_BOT] {
+        let (namespace, name) = pod.split_once('/').unwrap();
+        let addr = addr.as_str();
+        let detail = eventually(Duration::from_secs(60), "the pod reported", || async move {
+            let d = call(
+                addr,
+                "anchorwatch.v1.Query/GetPod",
+                serde_json::json!({"namespace": namespace, "name": name}),
+            )
+            .await?;
+            Ok(d["summary"]["podIp"].is_string().then_some(d))
+        })
+        .await;
+        let uid = detail["uid"].as_str().unwrap();
+        let dir = root.join(format!("{namespace}_{name}_{uid}/linkerd-proxy"));
+        std::fs::create_dir_all(&dir).unwrap();
+        dirs.insert(pod, dir);
+        ips.insert(
+            pod,
+            detail["summary"]["podIp"].as_str().unwrap().to_string(),
+        );
+    }
+    let voting_addr = format!("{}:4143", ips[VOTING]);
+    let web_log = dirs[WEB].join("0.log");
+
+    // web (OK) fails to connect to voting (a stale leaf): three lines, and one message split
+    // into a partial line and its final part.
+    let line = bad_signature(&voting_addr);
+    let (head, tail) = line.split_at(70);
+    let text = cri("F", &line).repeat(3) + &cri("P", head) + &cri("F", tail);
+    append(&web_log, text.as_bytes());
+    // A line the runtime is still writing: half of it now, the rest once it has been read.
+    let half = cri("F", &line);
+    let (first, rest) = half.split_at(50);
+    append(&web_log, first.as_bytes());
+    web_rejections_reach(&addr, 4).await;
+    append(&web_log, rest.as_bytes());
+    web_rejections_reach(&addr, 5).await;
+
+    // voting, logging JSON, rejects web's chain (its own anchors are the stale ones); emoji
+    // cannot reach identity; vote-bot's log is mostly garbage but for one alert: a peer
+    // rejected vote-bot's own (stale) leaf.
+    let web_addr = format!("{}:8080", ips[WEB]);
+    let json = serde_json::json!({
+        "timestamp": "2026-12-03T15:03:43.123Z", "level": "WARN",
+        "fields": {"message": "Failed to connect", "error": format!("endpoint {web_addr}: invalid peer certificate: BadSignature")},
+        "target": "linkerd_reconnect",
+        "spans": [{"name": "outbound"}, {"addr": web_addr, "name": "proxy"}]
+    });
+    append(
+        &dirs[VOTING].join("0.log"),
+        cri("F", &json.to_string()).as_bytes(),
+    );
+    append(
+        &dirs[EMOJI].join("0.log"),
+        cri("F", "linkerd_proxy_identity_client::certify: Failed to obtain identity error=status: Unknown, message: \"controller linkerd-identity-headless.linkerd.svc.cluster.local:8080: service in fail-fast\"").as_bytes(),
+    );
+    let bot_log = dirs[VOTE_BOT].join("0.log");
+    let garbage: Vec<u8> = (0..64 * 1024u32).map(|i| (i * 7919 % 251) as u8).collect();
+    append(&bot_log, &garbage);
+    append(&bot_log, b"\n2026-12-03T15:03:43Z stderr F ");
+    append(&bot_log, &vec![b'x'; 10 << 20]);
+    append(
+        &bot_log,
+        b"\n2026-12-03T15:03:43Z stderr F \xff\xfe invalid \xc3 UTF-8\n",
+    );
+    append(
+        &bot_log,
+        cri(
+            "F",
+            r#"{"fields":{"message":7,"error":["x"]},"spans":"nope"}"#,
+        )
+        .as_bytes(),
+    );
+    append(
+        &bot_log,
+        cri("F", &format!("[ 1.0s]  INFO ThreadId(02) daemon:admin{{listen.addr=0.0.0.0:4191}}:accept{{peer.addr={}:51234 target.addr={}:4191}}: linkerd_app_core::serve: Connection closed error=received fatal alert: BadCertificate", ips[WEB], ips[VOTE_BOT])).as_bytes(),
+    );
+
+    // Rotation: 0.log is renamed and a new one started; late writes reach the renamed file (the
+    // runtime's old descriptor), ending in a partial line that never gets its final part, and
+    // the kubelet compresses it before the agent reads them.
+    let rotated = dirs[WEB].join("0.log.20261203-150343");
+    std::fs::rename(&web_log, &rotated).unwrap();
+    let emoji_addr = format!("{}:8080", ips[EMOJI]);
+    let unknown = format!(
+        "[  14.1s]  WARN ThreadId(01) outbound:proxy{{addr={emoji_addr}}}: linkerd_reconnect: Failed to connect error=endpoint {emoji_addr}: invalid peer certificate: UnknownIssuer"
+    );
+    append(&web_log, (cri("F", &line) + &cri("F", &unknown)).as_bytes());
+    web_rejections_reach(&addr, 6).await;
+    append(
+        &rotated,
+        (cri("F", &line).repeat(2) + &cri("P", &line)).as_bytes(),
+    );
+    let plain = std::fs::read(&rotated).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &plain).unwrap();
+    std::fs::write(
+        dirs[WEB].join("0.log.20261203-150343.gz"),
+        gz.finish().unwrap(),
+    )
+    .unwrap();
+    std::fs::remove_file(&rotated).unwrap();
+    web_rejections_reach(&addr, 9).await;
+
+    // What a user sees: the pair on both pods, confirmed by voting's stale leaf.
+    let on_voting = log_evidence_of(&addr, VOTING).await.unwrap();
+    assert_eq!(
+        on_voting[&(WEB.into(), "BAD_SIGNATURE".into(), VOTING.into())],
+        (
+            9,
+            "confirmed".into(),
+            format!("STALE_LEAF of {VOTING} (BadSignature)")
+        )
+    );
+    assert_eq!(
+        on_voting[&(VOTING.into(), "BAD_SIGNATURE".into(), WEB.into())],
+        (
+            1,
+            "confirmed".into(),
+            format!("STALE_TRUST_BUNDLE of {VOTING} (proxy lacks the issuer's anchor)")
+        ),
+        "the JSON line names web: voting's own anchors explain it"
+    );
+    let voting = call(
+        &addr,
+        "anchorwatch.v1.Query/GetPod",
+        serde_json::json!({"namespace": "emojivoto", "name": "voting-6c8d9f-c1"}),
+    )
+    .await
+    .unwrap();
+    let stale_leaf = voting["summary"]["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["verdict"] == "VERDICT_STALE_LEAF")
+        .unwrap();
+    assert_eq!(
+        stale_leaf["confirmedByLogs"][0],
+        format!("9× BAD_SIGNATURE naming {voting_addr} ({VOTING}) logged by {WEB}").as_str()
+    );
+    let on_web = log_evidence_of(&addr, WEB).await.unwrap();
+    assert_eq!(
+        on_web[&(WEB.into(), "UNKNOWN_ISSUER".into(), EMOJI.into())].1,
+        "unexplained"
+    );
+    let on_bot = log_evidence_of(&addr, VOTE_BOT).await.unwrap();
+    assert_eq!(
+        on_bot[&(
+            VOTE_BOT.into(),
+            "ALERT_RECEIVED(BadCertificate)".into(),
+            WEB.into()
+        )],
+        (
+            1,
+            "confirmed".into(),
+            format!("STALE_LEAF of {VOTE_BOT} (BadSignature)")
+        )
+    );
+    let summary = eventually(
+        Duration::from_secs(20),
+        "log findings in the summary",
+        || {
+            let addr = addr.clone();
+            async move {
+                let s = summary(&addr).await?;
+                let done = !findings_named(&s, "IDENTITY_UNREACHABLE").is_empty();
+                Ok(done.then_some(s))
+            }
+        },
+    )
+    .await;
+    let unreachable = findings_named(&summary, "IDENTITY_UNREACHABLE");
+    assert_eq!(unreachable.len(), 1, "{summary}");
+    assert_eq!(unreachable[0]["subject"], "node-1");
+    assert_eq!(strings(&unreachable[0]["pods"]), [EMOJI]);
+    let inconclusive = findings_named(&summary, "INCONCLUSIVE");
+    let web_finding = inconclusive
+        .iter()
+        .find(|f| f["subject"] == WEB)
+        .expect("web's unexplained UnknownIssuer is a finding");
+    assert!(
+        web_finding["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("1× UNKNOWN_ISSUER naming {emoji_addr} ({EMOJI})")),
+        "{web_finding}"
+    );
+    assert!(
+        summary["logEvidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["pod"] == WEB && c["peer"] == VOTING && c["count"] == "9")
+    );
+
+    // The agent's own metrics, and the garbage it skipped without falling over.
+    let text = http_get(&metrics, "/metrics").await;
+    assert!(
+        text.contains(
+            "anchorwatch_proxy_log_errors_total{namespace=\"emojivoto\",pod=\"web-7d9c5b-a1\",kind=\"BAD_SIGNATURE\"} 9\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("anchorwatch_proxy_log_skipped_lines_total{reason=\"too_long\"} 1\n"),
+        "{text}"
+    );
+    assert!(procs[1].is_running(), "the agent survives its bad input");
+
+    // Restart: lines written while the agent is down are counted once, nothing twice.
+    assert!(
+        procs[1].stop(Duration::from_secs(5)),
+        "the agent stops on SIGTERM"
+    );
+    append(&web_log, cri("F", &line).as_bytes());
+    procs[1] = process::agent(&c.kubeconfig, "node-1", &url, c.dir.path(), &agent_flags).unwrap();
+    web_rejections_reach(&addr, 10).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    web_rejections_reach(&addr, 10).await;
+    drop(procs);
+    c.scenario.stop().await;
+}

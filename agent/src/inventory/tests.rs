@@ -126,3 +126,36 @@ fn restarted_proxy_is_probed_again() {
         "readiness alone needs no new probe"
     );
 }
+
+#[test]
+fn log_evidence_is_a_change_and_survives_pod_updates_and_probes() {
+    let mut inv = Inventory::new(None);
+    inv.apply(mk_pod("a", Some("127.0.1.5")), now());
+    let logs = LogEvidence {
+        kinds: vec![],
+        problem: Some("no log directory /var/log/pods/ns_pod-a_a/linkerd-proxy".into()),
+    };
+    let rev = |inv: &Inventory| inv.view().pods["a"].0;
+    let before = rev(&inv);
+    assert!(inv.set_logs("a", logs.clone()));
+    assert!(rev(&inv) > before, "the reporter sends it");
+    assert!(
+        !inv.set_logs("a", logs.clone()),
+        "the same evidence is no change"
+    );
+    assert!(
+        !inv.set_logs("gone", logs.clone()),
+        "a pod no longer known is ignored"
+    );
+    let mut moved = mk_pod("a", Some("127.0.1.6"));
+    moved.phase = "Running".into();
+    inv.apply(moved, now());
+    inv.record(
+        "a",
+        "127.0.1.6:4191".parse().unwrap(),
+        mk_chain(1),
+        None,
+        now(),
+    );
+    assert_eq!(inv.view().pods["a"].1.logs.as_deref(), Some(&logs));
+}

@@ -5,12 +5,14 @@
 //! ```text
 //!  ClusterInput ─┬─ trust (bundle + history, issuer) ──► trust_config::check ─┐
 //!                ├─ pods (evidence) ──────────────────► pod_verdicts ─────────┤
-//!                ├─ identity, nodes (clocks), logs ───► identity / clock ─────┼─► findings
+//!                ├─ identity, nodes (clocks) ─────────► identity / clock ─────┼─► findings
+//!                ├─ pods' proxy logs + the above ─────► logs::correlate ──────┤   (+ Report::logs)
 //!                └─ bundle history, effective anchors ► rollout / removal ────┘      │
 //!                                                                    affected ◄──────┤
 //!                                                     plan (Rules 1–4, 6) ◄──────────┘
 //! ```
 
+use super::logs::{self as log_evidence, LogCorrelation};
 use super::trust_config::{self, Severity, TrustConfig};
 use super::{PodAnalysis, VerdictKind, pod_verdicts};
 use crate::control_plane::{IdentityEvent, IssuerEventKind};
@@ -117,8 +119,6 @@ pub struct PodInput {
     pub workload_facts: WorkloadFacts,
     /// The linked cluster it belongs to, for multicluster gateways and mirrored endpoints.
     pub remote: Option<String>,
-    /// Whether its proxy logs say it cannot reach identity (connect failures, fail-fast, DNS).
-    pub logs_identity_unreachable: bool,
     /// Its pod verdicts when already judged (the live model keeps them current, stale nodes
     /// included); `None`: judged here.
     pub analysis: Option<PodAnalysis>,
@@ -290,6 +290,8 @@ pub struct Report {
     pub phase: Phase,
     /// The plan.
     pub plan: Plan,
+    /// Proxy log errors of the last hour, each with what explains it, most lines first.
+    pub logs: Vec<LogCorrelation>,
 }
 
 impl Report {
@@ -563,10 +565,22 @@ pub fn analyse(input: &ClusterInput, verifier: &mut Verifier) -> Report {
         });
     }
 
+    // What the proxies log, against what the certificates predict.
+    let (logs, unexplained) = log_evidence::correlate(&log_evidence::Context {
+        input,
+        pods: &pods,
+        findings: &findings,
+    });
+    findings.extend(unexplained);
+
     // IDENTITY_UNREACHABLE scoped to nodes whose proxies log it.
     if input.identity.reachable != Some(false) {
+        let unreachable = log_evidence::identity_unreachable(&logs);
         let mut by_node: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for p in local.iter().filter(|p| p.logs_identity_unreachable) {
+        for p in local
+            .iter()
+            .filter(|p| unreachable.contains(pod_key(&p.record).as_str()))
+        {
             by_node
                 .entry(p.record.node.as_str())
                 .or_default()
@@ -649,6 +663,7 @@ pub fn analyse(input: &ClusterInput, verifier: &mut Verifier) -> Report {
         affected,
         phase,
         plan,
+        logs,
     }
 }
 

@@ -58,6 +58,7 @@ pub(super) fn mk_pod(spec_roots: &[&Ca], chain: Vec<Vec<u8>>) -> PodRecord {
         probe_address: String::new(),
         metrics_cert_expiry: None,
         problems: vec![],
+        logs: None,
         reported_at: now(),
     }
 }

@@ -21,6 +21,69 @@ pub struct PodLogs {
     pub identity_unreachable: bool,
     /// Files read.
     pub files: usize,
+    /// The same lines as the live analysis takes them from an agent: per kind, with first and
+    /// last seen (node clock) and the peers named. Counted as recent as of the diagnosis's
+    /// `now` (`--now` for an old dump).
+    pub evidence: Vec<crate::model::LogKindEvidence>,
+}
+
+/// Most peers kept per kind, as the agent keeps.
+const MAX_PEERS: usize = 16;
+
+impl PodLogs {
+    /// The log evidence for the pod's record.
+    pub fn to_evidence(&self) -> crate::model::LogEvidence {
+        crate::model::LogEvidence {
+            kinds: self.evidence.clone(),
+            problem: None,
+        }
+    }
+
+    fn count(
+        &mut self,
+        kind: Kind,
+        at: Option<chrono::DateTime<chrono::Utc>>,
+        peer: Option<anchorwatch_proxylog::Peer>,
+    ) {
+        let i = match self.evidence.iter().position(|e| e.kind == kind) {
+            Some(i) => i,
+            None => {
+                self.evidence.push(crate::model::LogKindEvidence {
+                    kind,
+                    total: 0,
+                    last_5m: 0,
+                    last_1h: 0,
+                    first_seen: None,
+                    last_seen: None,
+                    samples: vec![],
+                    peers: vec![],
+                });
+                self.evidence.len() - 1
+            }
+        };
+        let e = &mut self.evidence[i];
+        e.total += 1;
+        e.last_5m += 1;
+        e.last_1h += 1;
+        e.first_seen = match (e.first_seen, at) {
+            (Some(f), Some(a)) => Some(f.min(a)),
+            (f, a) => f.or(a),
+        };
+        e.last_seen = e.last_seen.max(at);
+        if let Some(p) = peer {
+            if let Some(x) = e.peers.iter_mut().find(|x| x.addr == p.addr) {
+                x.count += 1;
+                x.last_seen = x.last_seen.max(at);
+            } else if e.peers.len() < MAX_PEERS {
+                e.peers.push(crate::model::LogPeer {
+                    addr: p.addr,
+                    ephemeral_port: p.ephemeral_port,
+                    count: 1,
+                    last_seen: at,
+                });
+            }
+        }
+    }
 }
 
 /// Reads every proxy log folder under `roots`; returns them by `namespace/name`, and what could
@@ -136,7 +199,9 @@ fn read_folder(dir: &Path, logs: &mut PodLogs, skipped: &mut Vec<super::dump::Sk
                 continue;
             };
             let found = classify_record(&record);
+            let at = chrono::DateTime::from_timestamp(record.timestamp.unix_seconds(), 0);
             for k in found.kinds() {
+                logs.count(k, at, found.peer().filter(|_| k.is_verification()));
                 *logs.kinds.entry(k.to_string()).or_default() += 1;
                 if k == Kind::IdentityUnreachable {
                     logs.identity_unreachable = true;

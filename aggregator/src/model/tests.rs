@@ -54,6 +54,7 @@ fn mk_pod(uid: &str, node: &str, root: &Ca, issuer: &Ca) -> PodRecord {
         probe_address: String::new(),
         metrics_cert_expiry: None,
         problems: vec![],
+        logs: None,
         reported_at: now(),
     }
 }

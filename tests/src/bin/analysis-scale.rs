@@ -156,6 +156,7 @@ fn main() -> anyhow::Result<()> {
             probe_address: String::new(),
             metrics_cert_expiry: None,
             problems: vec![],
+            logs: None,
             reported_at: now,
         });
     }

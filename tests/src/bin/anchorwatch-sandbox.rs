@@ -74,6 +74,8 @@ async fn main() -> anyhow::Result<()> {
             "spec": {"selector": {}, "template": {}}}))?;
     }
 
+    write_proxy_logs(&kube, dir.path())?;
+
     let port = process::free_port()?;
     let listen = format!("127.0.0.1:{port}");
     let url = format!("http://{listen}");
@@ -113,6 +115,7 @@ async fn main() -> anyhow::Result<()> {
   aggregator metrics:         http://{metrics}/metrics
   agents:                     node-1, node-2, node-3 (pids {agent_pids})
   logs:                       {logs}   (kept while the sandbox runs)
+  proxy logs read by agents:  {logs}/pods-node-N/<ns>_<pod>_<uid>/linkerd-proxy/0.log
 
 The bundle holds root ca2; some proxies still present leaves from ca1 (same name, other key).
 Findings appear within a few seconds. Try:
@@ -194,4 +197,51 @@ Type a command and Enter:
     drop(dir);
     // Reading stdin parks a thread the runtime would wait for: exit now that all is stopped.
     std::process::exit(0)
+}
+
+/// The log lines the rotation makes proxies write, in the CRI files each node's agent reads
+/// (`<dir>/pods-<node>/<ns>_<pod>_<uid>/linkerd-proxy/0.log`): web rejects voting's stale leaf,
+/// voting (old anchors) rejects web's, and a node-2 web rejects books' foreign chain. Appending
+/// lines there shows them counted within seconds.
+fn write_proxy_logs(kube: &KubeSim, dir: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let pods = kube.pods();
+    let find = |name: &str| {
+        pods.iter()
+            .find(|p| p.metadata.name.as_deref() == Some(name))
+            .with_context(|| format!("the sandbox has no pod {name}"))
+    };
+    let ip = |name: &str| -> anyhow::Result<String> {
+        find(name)?
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .with_context(|| format!("pod {name} has no IP"))
+    };
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    for (logger, error, peer) in [
+        ("web-7d9c5b-a1", "BadSignature", "voting-6c8d9f-c1"),
+        ("voting-6c8d9f-c1", "BadSignature", "web-7d9c5b-a1"),
+        ("web-7d9c5b-a2", "UnknownIssuer", "books-64c9b-e1"),
+    ] {
+        let pod = find(logger)?;
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default();
+        let folder = dir.join(format!("pods-{node}")).join(format!(
+            "{}_{}_{}/linkerd-proxy",
+            pod.metadata.namespace.as_deref().unwrap_or_default(),
+            logger,
+            pod.metadata.uid.as_deref().unwrap_or_default()
+        ));
+        std::fs::create_dir_all(&folder)?;
+        let addr = format!("{}:4143", ip(peer)?);
+        let line = format!(
+            "{now} stderr F [  12.003112s]  WARN ThreadId(01) outbound:proxy{{addr={addr}}}: linkerd_reconnect: Failed to connect error=endpoint {addr}: invalid peer certificate: {error}\n"
+        );
+        std::fs::write(folder.join("0.log"), line.repeat(3))?;
+    }
+    Ok(())
 }

@@ -135,10 +135,7 @@ pub fn input(m: &Materialised) -> ClusterInput {
                     key: KEY.into(),
                 },
             };
-            let logs_identity_unreachable = p.log.iter().any(|l| {
-                anchorwatch_proxylog::classify(l)
-                    .contains(anchorwatch_proxylog::Kind::IdentityUnreachable)
-            });
+            let logs = (!p.log.is_empty()).then(|| Arc::new(log_evidence(&p.log, m.now)));
             let record = PodRecord {
                 namespace: p.namespace.clone(),
                 name: p.name.clone(),
@@ -167,6 +164,7 @@ pub fn input(m: &Materialised) -> ClusterInput {
                 probe_address: String::new(),
                 metrics_cert_expiry: None,
                 problems: vec![],
+                logs,
                 reported_at: m.now,
             };
             let (workload, workload_facts) = owners.resolve(&record);
@@ -175,7 +173,6 @@ pub fn input(m: &Materialised) -> ClusterInput {
                 workload,
                 workload_facts,
                 remote: p.remote.clone(),
-                logs_identity_unreachable,
                 analysis: None,
             }
         })
@@ -203,6 +200,21 @@ pub fn input(m: &Materialised) -> ClusterInput {
         nodes,
         pods,
     }
+}
+
+/// What the aggregator receives of a pod whose proxy logged `lines` (messages, as a case gives
+/// them, all logged at `now`): counted by the agent's own code, sent and decoded as live
+/// evidence is, so that cases and live clusters are judged alike.
+pub fn log_evidence(
+    lines: &[String],
+    now: DateTime<Utc>,
+) -> anchorwatch_aggregator::model::LogEvidence {
+    let mut logs = anchorwatch_agent::logs::PodLogs::default();
+    for line in lines {
+        logs.record(&anchorwatch_proxylog::classify(line), now, line);
+    }
+    let sent = anchorwatch_agent::wire::log_evidence(&logs.snapshot(now));
+    anchorwatch_aggregator::wire::log_evidence(sent, &mut Vec::new())
 }
 
 /// The case's issuer events of linkerd-identity (on its Deployment), in the order given; cases

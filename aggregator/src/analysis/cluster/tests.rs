@@ -31,7 +31,6 @@ fn plan_for(pods: Vec<(&str, Option<Workload>, WorkloadFacts)>) -> Plan {
                 workload,
                 workload_facts,
                 remote: None,
-                logs_identity_unreachable: false,
                 analysis: None,
             }
         })

@@ -67,6 +67,7 @@ fn mk_pod(pki: &Pki, issuer: &Ca, ns: &str, pod: &str, sa: &str, issued_s: i64) 
             probe_address: String::new(),
             metrics_cert_expiry: None,
             problems: vec![],
+            logs: None,
             reported_at: Utc::now(),
         },
         workload: Some(Workload {
@@ -76,7 +77,6 @@ fn mk_pod(pki: &Pki, issuer: &Ca, ns: &str, pod: &str, sa: &str, issued_s: i64) 
         }),
         workload_facts: Default::default(),
         remote: None,
-        logs_identity_unreachable: false,
         analysis: None,
     }
 }
