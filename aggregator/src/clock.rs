@@ -189,10 +189,15 @@ impl NodeClockState {
     pub fn drift(&self) -> Option<Drift> {
         self.history.fit()
     }
+
+    /// The newest offset measured, fresh or not, and when it arrived.
+    pub fn last_offset(&self) -> Option<(f64, DateTime<Utc>)> {
+        self.history.last().map(|p| (p.offset_s, p.at))
+    }
 }
 
 /// A node's clock level.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     /// Within the warn threshold.
     Ok,
@@ -278,12 +283,30 @@ pub fn rows<'a>(
         .map(|(name, c, agent_stale)| {
             let current = (!agent_stale).then(|| c.current(now, s)).flatten();
             let drift = c.drift();
-            let level = match (&current, &c.last) {
-                (Some(o), _) => level(o.offset_s, o.bound_s, s),
+            let to_identity = match (&current, &identity) {
+                (Some(o), Some(i)) if o.reference == i.reference => {
+                    Some((o.offset_s - i.offset_s, o.bound_s + i.bound_s))
+                }
+                _ => None,
+            };
+            // The worse of the offset to the reference and the offset to identity's node: a
+            // pair of nodes can be beyond the allowance apart while each is within it of the
+            // reference, and that pair breaks fresh leaves too.
+            let to_reference = current.as_ref().map(|o| level(o.offset_s, o.bound_s, s));
+            let to_identity_level = to_identity.map(|(d, b)| level(d, b, s));
+            let level = match (to_reference, &c.last) {
+                (Some(l), _) => l.max(to_identity_level.unwrap_or(Level::Ok)),
                 (None, Some(_)) => Level::Stale,
                 (None, None) => Level::Unmeasured,
             };
+            let last = c.last_offset();
             let problem = match (&current, &c.last) {
+                (Some(_), _)
+                    if to_identity_level > to_reference
+                        && let (Some((d, _)), Some(id)) = (to_identity, identity_node) =>
+                {
+                    format!("{d:+.3} s from linkerd-identity's node {id}: identity's fresh leaves are misdated here")
+                }
                 // NTP servers configured but none answered: measured against the aggregator.
                 (Some(o), Some(r)) if o.reference == "aggregator" && !r.ntp.is_empty() => {
                     format!(
@@ -293,17 +316,17 @@ pub fn rows<'a>(
                 }
                 (Some(_), _) => String::new(),
                 (None, None) => "no clock measurement received from this node's agent".into(),
-                (None, Some(r)) if *agent_stale || now - r.received_at > s.fresh_for => format!(
-                    "the last clock measurement arrived at {}",
-                    r.received_at.to_rfc3339()
+                (None, Some(r)) if *agent_stale => format!(
+                    "the agent stopped reporting{}",
+                    last.map(|(o, at)| format!("; last measured {o:+.3} s at {}", at.to_rfc3339()))
+                        .unwrap_or_else(|| format!("; its last clock message arrived at {}", r.received_at.to_rfc3339()))
+                ),
+                (None, Some(r)) if now - r.received_at > s.fresh_for => format!(
+                    "no clock measurement since {}{}",
+                    r.received_at.to_rfc3339(),
+                    last.map(|(o, _)| format!("; last measured {o:+.3} s")).unwrap_or_default()
                 ),
                 (None, Some(r)) => r.problem(),
-            };
-            let to_identity = match (&current, &identity) {
-                (Some(o), Some(i)) if o.reference == i.reference => {
-                    Some((o.offset_s - i.offset_s, o.bound_s + i.bound_s))
-                }
-                _ => None,
             };
             let history: Vec<Point> = c.history.points().copied().collect();
             let skip = history.len().saturating_sub(history_points);

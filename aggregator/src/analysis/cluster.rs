@@ -724,12 +724,24 @@ fn clock_skew(input: &ClusterInput, findings: &mut Vec<Finding>) -> BTreeSet<Str
                 });
             }
             Some(_) => {}
-            None if c.remote.is_none() => findings.push(Finding {
-                name: "INCONCLUSIVE",
-                subject: Some(name.clone()),
-                severity: Severity::Info,
-                detail: format!("node {name} has no clock measurement"),
-                pods: vec![],
+            None if c.remote.is_none() => findings.push(match c.last_offset_s {
+                // Last seen skewed: the skew is what is known, and nothing says it was fixed.
+                Some(last) if last.abs() > allowance => Finding {
+                    name: "INCONCLUSIVE",
+                    subject: Some(name.clone()),
+                    severity: Severity::Warning,
+                    detail: format!(
+                        "node {name} is not measured now; it was last measured {last:+.3} s off the reference, beyond identity's {allowance} s clock-skew allowance, and its pods stay held until it is measured again"
+                    ),
+                    pods: vec![],
+                },
+                _ => Finding {
+                    name: "INCONCLUSIVE",
+                    subject: Some(name.clone()),
+                    severity: Severity::Info,
+                    detail: format!("node {name} has no clock measurement"),
+                    pods: vec![],
+                },
             }),
             None => {}
         }
@@ -1064,6 +1076,31 @@ fn plan_with_repeats(ctx: &PlanContext<'_>) -> Plan {
         }
     };
 
+    // Why pods on `node` must not be restarted now, for its clock (Rule 1).
+    let clock_hold = |node: &str| -> Option<String> {
+        let clock = input.nodes.get(node);
+        if !ctx.skewed.contains(node) && behind(node) {
+            let gap = id_off.unwrap_or(0.0) - clock.and_then(|c| c.offset_s).unwrap_or(0.0);
+            return Some(format!(
+                "whose clock is {gap:.3} s behind linkerd-identity's node, beyond the allowance: a new pod there rejects fresh leaves as not yet valid"
+            ));
+        }
+        if ctx.skewed.contains(node) {
+            let why = match clock.and_then(|c| c.offset_s) {
+                Some(o) if o > 0.0 => format!(
+                    "{o:+.3} s ahead: its proxies see leaves expire early and pods it starts get misdated evidence"
+                ),
+                _ => "behind: a new pod there rejects fresh leaves as not yet valid".to_string(),
+            };
+            return Some(format!("whose clock is beyond the allowance, {why}"));
+        }
+        clock
+            .filter(|c| c.offset_s.is_none())
+            .and_then(|c| c.last_offset_s)
+            .filter(|o| o.abs() > s.allowance.as_seconds_f64())
+            .map(|last| format!("whose clock was last measured {last:+.3} s off, beyond the allowance, and is not measured now: a stopped agent is no sign the clock was fixed"))
+    };
+
     // Candidates: affected local pods, by workload.
     let mut by_workload: BTreeMap<Workload, Vec<&PodInput>> = BTreeMap::new();
     for p in &input.pods {
@@ -1077,29 +1114,10 @@ fn plan_with_repeats(ctx: &PlanContext<'_>) -> Plan {
             kind: "Pod".into(),
             name: p.record.name.clone(),
         });
-        let clock = input.nodes.get(node);
-        let offset = clock.and_then(|c| c.offset_s);
-        if ctx.skewed.contains(node) || behind(node) {
-            let why = match offset {
-                Some(o) if o > 0.0 => format!(
-                    "{o:+.3} s ahead: its proxies see leaves expire early and pods it starts get misdated evidence"
-                ),
-                _ => "behind: a new pod there rejects fresh leaves as not yet valid".to_string(),
-            };
+        if let Some(why) = clock_hold(node) {
             plan.held.push(Held {
                 target,
-                reason: format!("runs on node {node}, whose clock is beyond the allowance, {why}"),
-            });
-            continue;
-        }
-        if let Some(last) = clock
-            .filter(|c| c.offset_s.is_none())
-            .and_then(|c| c.last_offset_s)
-            .filter(|o| o.abs() > s.allowance.as_seconds_f64())
-        {
-            plan.held.push(Held {
-                target,
-                reason: format!("runs on node {node}, whose clock was last measured {last:+.3} s off, beyond the allowance, and is not measured now: a stopped agent is no sign the clock was fixed"),
+                reason: format!("runs on node {node}, {why}"),
             });
             continue;
         }
@@ -1130,6 +1148,28 @@ fn plan_with_repeats(ctx: &PlanContext<'_>) -> Plan {
         }
         by_workload.entry(target).or_default().push(p);
     }
+
+    // A restart replaces every pod of the workload (or may reschedule onto any node): one with a
+    // pod on a held node is held whole.
+    by_workload.retain(|w, _| {
+        let on_held_node = input.pods.iter().find_map(|p| {
+            (p.workload.as_ref() == Some(w) && p.remote.is_none())
+                .then(|| clock_hold(&p.record.node).map(|why| (pod_key(&p.record), p.record.node.clone(), why)))
+                .flatten()
+        });
+        match on_held_node {
+            Some((pod, node, why)) => {
+                if !plan.held.iter().any(|h| &h.target == w) {
+                    plan.held.push(Held {
+                        target: w.clone(),
+                        reason: format!("its pod {pod} runs on node {node}, {why}; a restart would replace it there"),
+                    });
+                }
+                false
+            }
+            None => true,
+        }
+    });
 
     if !plan.blockers.is_empty() {
         for (w, _) in by_workload {

@@ -90,10 +90,40 @@ fn rows_say_stale_unmeasured_relative_to_identity_and_forecast() {
     assert_eq!(n2.history.len(), 5);
     // Last measured 29 min ago, beyond the 5 min freshness.
     assert_eq!(by("n3").level, Level::Stale);
-    assert!(by("n3").problem.contains("last clock measurement"));
+    assert!(
+        by("n3").problem.contains("no clock measurement since")
+            && by("n3").problem.contains("last measured +0.000 s"),
+        "{}",
+        by("n3").problem
+    );
     assert_eq!(by("n4").level, Level::Unmeasured);
     assert_eq!(by("n5").level, Level::Stale);
     assert_eq!(by("n5").offset, None);
+    // A stopped agent: the row says so, with the last offset it measured.
+    assert!(
+        by("n5").problem.starts_with("the agent stopped reporting; last measured +2.174 s"),
+        "{}",
+        by("n5").problem
+    );
+}
+
+/// The pair rule in the report: two nodes each within the allowance of the reference but
+/// beyond it apart, one running identity, are critical, and the row says why.
+#[test]
+fn a_node_far_from_identitys_node_is_critical_though_near_the_reference() {
+    let s = ClockSettings::default();
+    let mut id = NodeClockState::new(&s);
+    let mut behind = NodeClockState::new(&s);
+    id.apply(reading(t(0), Some(15.0), None), &s);
+    behind.apply(reading(t(0), Some(-10.0), None), &s);
+    let rows = rows([("n1", &behind, false), ("n3", &id, false)], Some("n3"), 0, t(0), &s);
+    assert_eq!(rows[0].level, Level::Critical);
+    assert!(
+        rows[0].problem.contains("-25.000 s from linkerd-identity's node n3"),
+        "{}",
+        rows[0].problem
+    );
+    assert_eq!(rows[1].level, Level::Warn);
 }
 
 #[test]

@@ -226,3 +226,56 @@ fn restart_method_never_evicts_what_nothing_re_creates() {
     );
     assert_eq!(unknown.map(|(m, _)| m), Ok(Method::Evict));
 }
+
+/// Rule 1 for a whole workload: a Deployment whose faulty replica is on a healthy node but
+/// which also has a replica on a skewed node is held, since a rollout replaces both.
+#[test]
+fn a_workload_with_a_pod_on_a_skewed_node_is_held_whole() {
+    let m = mk_mesh();
+    let web = workload("Deployment", "web");
+    let pod = |name: &str, node: &str, anchors: &[&anchorwatch_tests::pki::Ca], fresh: bool| {
+        let issuer = if fresh { &m.new_issuer } else { &m.old_issuer };
+        let mut record = mk_pod(anchors, chain_under(issuer, (-60, 3600)));
+        record.namespace = "shop".into();
+        record.name = name.into();
+        record.uid = format!("uid-{name}");
+        record.node = node.into();
+        PodInput {
+            record,
+            workload: Some(web.clone()),
+            workload_facts: WorkloadFacts::default(),
+            remote: None,
+            analysis: None,
+        }
+    };
+    let clock = |o: f64| NodeClock {
+        offset_s: Some(o),
+        bound_s: 0.001,
+        ..Default::default()
+    };
+    let input = ClusterInput {
+        now: Utc::now(),
+        settings: Settings::new("linkerd"),
+        trust: mk_trust(&[&m.new_root], &m.new_issuer),
+        linkerd_config: None,
+        issuer_unreadable: 0,
+        bundle_unreadable: vec![],
+        identity: IdentityInput::default(),
+        nodes: BTreeMap::from([
+            ("node-1".to_string(), clock(-25.0)),
+            ("node-2".to_string(), clock(0.0)),
+        ]),
+        pods: vec![
+            // Healthy replica on the skewed node, stale replica on the good one.
+            pod("web-a", "node-1", &[&m.new_root], true),
+            pod("web-b", "node-2", &[&m.old_root], false),
+        ],
+    };
+    let plan = analyse(&input, &mut Verifier::new()).plan;
+    assert!(plan.restarts.is_empty(), "{plan:?}");
+    let why = held_reason(&plan, "shop/Deployment/web");
+    assert!(
+        why.contains("shop/web-a") && why.contains("node-1") && why.contains("replace it there"),
+        "{why}"
+    );
+}
