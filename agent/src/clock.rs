@@ -61,10 +61,14 @@ pub enum ExchangeError {
     Io(#[from] std::io::Error),
     /// The node's clock reads a time no exchange can be computed from.
     #[error(
-        "this node's clock reads {0}, outside the range a measurement can be computed in: set it right (it is off by millennia at least)"
+        "this node's clock reads {}, outside the range a measurement can be computed in: set it right (it is off by millennia at least)",
+        if *.0 == DateTime::<Utc>::MAX_UTC { "beyond the year 262143" } else { "before the year -262143" }
     )]
     OutOfRange(DateTime<Utc>),
 }
+
+/// Timeouts in a row, with no answer yet, after which a burst gives up on its server.
+const MAX_TIMEOUTS_IN_A_ROW: u32 = 2;
 
 /// Between exchanges of a burst: the aggregator is ours, public NTP servers want politeness.
 fn spacing(server_is_reference: bool) -> Duration {
@@ -146,18 +150,29 @@ pub async fn burst(
         }
     };
     let mut samples = Vec::with_capacity(n);
+    let mut timeouts_in_a_row = 0;
     for i in 0..n {
         if i > 0 {
             tokio::time::sleep(spacing(server_is_reference)).await;
         }
         out.tried += 1;
         match exchange(&socket, addr, timeout, server_is_reference).await {
-            Ok(s) => samples.push(s),
+            Ok(s) => {
+                timeouts_in_a_row = 0;
+                samples.push(s);
+            }
             Err(e) => {
                 let kod = matches!(e, ExchangeError::Reply(ReplyError::KissOfDeath(_)));
+                let timed_out = matches!(e, ExchangeError::Timeout);
                 out.error = e.to_string();
                 if kod {
                     // A kiss-o'-death means stop asking now.
+                    break;
+                }
+                timeouts_in_a_row = if timed_out { timeouts_in_a_row + 1 } else { 0 };
+                if timeouts_in_a_row >= MAX_TIMEOUTS_IN_A_ROW && samples.is_empty() {
+                    // A server that answered nothing twice is down or unreachable: waiting out
+                    // the rest of the burst would delay the whole measurement.
                     break;
                 }
             }
@@ -224,17 +239,28 @@ fn kernel() -> pb::KernelTime {
 
 /// One full measurement: the aggregator, every NTP server, the kernel.
 pub async fn measure(cfg: &ClockConfig) -> pb::NodeClock {
-    let aggregator = burst(&cfg.aggregator, 8123, cfg.burst, cfg.timeout, true).await;
-    let mut ntp = Vec::with_capacity(cfg.ntp_servers.len());
-    for server in &cfg.ntp_servers {
-        let b = burst(server, 123, cfg.burst, cfg.timeout, false).await;
-        ntp.push(pb::NtpOffset {
+    // Every server at once: a dead one costs two timeouts, not the others' time.
+    let (aggregator, bursts) = tokio::join!(
+        burst(&cfg.aggregator, 8123, cfg.burst, cfg.timeout, true),
+        futures::future::join_all(cfg.ntp_servers.iter().map(|server| burst(
+            server,
+            123,
+            cfg.burst,
+            cfg.timeout,
+            false
+        )),)
+    );
+    let ntp = cfg
+        .ntp_servers
+        .iter()
+        .zip(bursts)
+        .map(|(server, b)| pb::NtpOffset {
             server: server.clone(),
             stratum: b.best.map_or(0, |s| s.stratum as u32),
             root_distance_seconds: b.best.map_or(0.0, |s| s.root_distance_s),
             offset: Some(offset(&b)),
-        });
-    }
+        })
+        .collect();
     pb::NodeClock {
         measured_at: Some(crate::time::to_proto(crate::time::now())),
         aggregator: Some(offset(&aggregator)),

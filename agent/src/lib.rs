@@ -85,12 +85,12 @@ pub struct Args {
 
     /// The aggregator's clock port (UDP, NTP on-wire exchange), `host:port`; by default the
     /// host of `--aggregator` and port 8123.
-    #[arg(long, env = "ANCHORWATCH_AGENT_CLOCK_SERVER")]
+    #[arg(long, env = "ANCHORWATCH_AGENT_CLOCK_SERVER", value_parser = udp_server)]
     pub clock_server: Option<String>,
 
     /// NTP servers to measure the node's clock against (SNTP), `host[:port]`, comma-separated;
     /// when given they are the reference for clock skew, else the aggregator's clock is.
-    #[arg(long, env = "ANCHORWATCH_AGENT_NTP_SERVERS", value_delimiter = ',')]
+    #[arg(long, env = "ANCHORWATCH_AGENT_NTP_SERVERS", value_delimiter = ',', value_parser = udp_server)]
     pub ntp_servers: Vec<String>,
 
     /// Interval between clock measurements.
@@ -328,6 +328,34 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// The aggregator's clock port: the host of its gRPC URL, port 8123.
+/// A UDP server address as given: `host`, `host:port`, `1.2.3.4[:port]`, `::1` or
+/// `[::1]:port`; no scheme, no empty entry, a port in range.
+fn udp_server(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("an empty server address".into());
+    }
+    if s.contains("://") || s.contains('/') {
+        return Err(format!("{s:?}: give host[:port], without a scheme or path"));
+    }
+    if s.parse::<std::net::SocketAddr>().is_ok() || s.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(s.to_string());
+    }
+    if s.starts_with('[') {
+        return Err(format!("{s:?}: not an [IPv6]:port address"));
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && !host.contains(':') => {
+            match port.parse::<u16>() {
+                Ok(p) if p > 0 => Ok(s.to_string()),
+                _ => Err(format!("{s:?}: the port must be 1-65535")),
+            }
+        }
+        Some(_) => Err(format!("{s:?}: not host:port")),
+        None => Ok(s.to_string()),
+    }
+}
+
 fn clock_server_for(aggregator: &str) -> String {
     let host = aggregator
         .parse::<http::Uri>()
@@ -359,6 +387,35 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clock_server_addresses_are_checked_at_start() {
+        for ok in [
+            "ntp.example.org",
+            "ntp.example.org:123",
+            "10.0.0.1",
+            "10.0.0.1:1123",
+            "::1",
+            "[::1]:123",
+        ] {
+            assert_eq!(udp_server(ok).as_deref(), Ok(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            " ",
+            "http://10.0.0.1:8123",
+            "127.0.0.1:99999",
+            "host:0",
+            "host:",
+            ":123",
+            "[::1",
+            "a:b:c",
+        ] {
+            assert!(udp_server(bad).is_err(), "{bad:?}");
+        }
+        let args = Args::try_parse_from(["agent", "--node-name", "n", "--ntp-servers", ",,"]);
+        assert!(args.is_err());
+    }
 
     #[test]
     fn the_clock_port_defaults_to_the_aggregators_host() {

@@ -32,7 +32,17 @@ pub struct IngestService {
     leadership: tokio::sync::watch::Receiver<crate::leader::Leadership>,
     /// Limits on what one stream may send.
     limits: Limits,
+    /// First snapshots read and applied at once. When thousands of agents reconnect together
+    /// (a failover), the others wait unread — their bytes held back by HTTP/2 flow control — so
+    /// memory holds a few decoded snapshots, not thousands.
+    first_snapshots: Arc<tokio::sync::Semaphore>,
 }
+
+/// First snapshots decoded and applied at a time.
+const FIRST_SNAPSHOT_CONCURRENCY: usize = 8;
+
+/// Once a stream's turn has come, how long its first snapshot may take to arrive.
+const FIRST_SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Bounds on one agent stream.
 #[derive(Clone, Copy, Debug)]
@@ -72,6 +82,7 @@ impl IngestService {
             leadership: tokio::sync::watch::Sender::new(crate::leader::Leadership::sole(""))
                 .subscribe(),
             limits: Limits::default(),
+            first_snapshots: Arc::new(tokio::sync::Semaphore::new(FIRST_SNAPSHOT_CONCURRENCY)),
         }
     }
 
@@ -199,7 +210,20 @@ impl IngestService {
             let left = (at - crate::time::now()).to_std().unwrap_or_default();
             tokio::time::Instant::now() + left
         });
-        let snapshot = match self.next(&mut inbound, expires).await? {
+        let turn = self
+            .first_snapshots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Status::unavailable("the aggregator is shutting down; reconnect"))?;
+        let first = tokio::time::timeout(FIRST_SNAPSHOT_TIMEOUT, self.next(&mut inbound, expires))
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded(format!(
+                    "no snapshot within {FIRST_SNAPSHOT_TIMEOUT:?} of the stream's turn"
+                ))
+            })?;
+        let snapshot = match first? {
             Some(pb::AgentMessage {
                 kind: Some(pb::agent_message::Kind::Snapshot(s)),
             }) => s,
@@ -233,7 +257,9 @@ impl IngestService {
                 expires,
                 pods: agent.as_ref().map(|_| NodePods::new(POD_LIST_REFRESH)),
             };
-            let result = self.serve(&mut session, snapshot, &mut inbound, tx).await;
+            let result = self
+                .serve(&mut session, snapshot, turn, &mut inbound, tx)
+                .await;
             lock(&self.cluster).disconnect(&node, stream, crate::time::now());
             info!("agent disconnected");
             result
@@ -246,6 +272,7 @@ impl IngestService {
         &self,
         session: &mut Session<'_>,
         snapshot: pb::NodeSnapshot,
+        turn: tokio::sync::OwnedSemaphorePermit,
         inbound: &mut Streaming<pb::AgentMessage>,
         tx: &Replies,
     ) -> Result<(), Status> {
@@ -262,6 +289,7 @@ impl IngestService {
                 cluster.node_clock(node, stream, wire::clock_reading(c, now), now);
             }
         }
+        drop(turn);
         self.ack(tx, seq).await?;
         while let Some(msg) = self.next(inbound, session.expires).await? {
             let now = crate::time::now();

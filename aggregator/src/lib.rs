@@ -93,7 +93,7 @@ pub struct Args {
     pub issuance_lifetime: Duration,
 
     /// linkerd-identity's clock-skew allowance (Helm `identity.issuer.clockSkewAllowance`).
-    #[arg(long, env = "ANCHORWATCH_AGGREGATOR_CLOCK_SKEW_ALLOWANCE", default_value = "20s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "ANCHORWATCH_AGGREGATOR_CLOCK_SKEW_ALLOWANCE", default_value = "20s", value_parser = interval)]
     pub clock_skew_allowance: Duration,
 
     /// Warn this long before the issuer or a trust anchor expires (as `linkerd check`).
@@ -120,7 +120,7 @@ pub struct Args {
     /// A node whose clock is off by more than this (beyond its error bound) is reported at level
     /// `warn` (a level and a metric, not a verdict); the critical level is the clock-skew
     /// allowance.
-    #[arg(long, env = "ANCHORWATCH_AGGREGATOR_CLOCK_WARN", default_value = "100ms", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "ANCHORWATCH_AGGREGATOR_CLOCK_WARN", default_value = "100ms", value_parser = interval)]
     pub clock_warn: Duration,
 
     /// A clock measurement older than this no longer counts: the node is INCONCLUSIVE.
@@ -317,6 +317,23 @@ pub fn init_tracing(level: &str, format: LogFormat) {
     }
 }
 
+/// Flag combinations that contradict each other, refused at start-up.
+pub fn check(args: &Args) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.clock_warn < args.clock_skew_allowance,
+        "--clock-warn ({:?}) must be below --clock-skew-allowance ({:?}): warn is the early alarm before the allowance",
+        args.clock_warn,
+        args.clock_skew_allowance
+    );
+    anyhow::ensure!(
+        args.clock_window > args.clock_stale_after,
+        "--clock-window ({:?}) must be longer than --clock-stale-after ({:?}), or no drift can be fitted",
+        args.clock_window,
+        args.clock_stale_after
+    );
+    Ok(())
+}
+
 /// Runs the aggregator until SIGTERM or SIGINT.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -348,6 +365,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             max_points: 2_000,
         });
     }
+    check(&args)?;
     let authenticator = match args.agent_auth {
         auth::Mode::Tokenreview => Some(Arc::new(auth::Authenticator::new(
             client.clone(),
@@ -657,9 +675,25 @@ mod tests {
             "--recheck-interval",
             "--link-probe-interval",
             "--link-probe-timeout",
+            "--clock-warn",
+            "--clock-skew-allowance",
         ] {
             let err = Args::try_parse_from(["aggregator", flag, "0s"]).unwrap_err();
             assert!(err.to_string().contains("too short"), "{flag}: {err}");
         }
+    }
+
+    #[test]
+    fn contradictory_clock_thresholds_are_refused_at_start_up() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["aggregator"];
+            argv.extend_from_slice(extra);
+            check(&Args::try_parse_from(argv).unwrap())
+        };
+        assert!(parse(&[]).is_ok());
+        let e = parse(&["--clock-warn", "1h"]).unwrap_err().to_string();
+        assert!(e.contains("below --clock-skew-allowance"), "{e}");
+        let e = parse(&["--clock-window", "1m"]).unwrap_err().to_string();
+        assert!(e.contains("--clock-stale-after"), "{e}");
     }
 }

@@ -145,12 +145,17 @@ fn kernel(k: &Option<pb::KernelClock>) -> &'static str {
     }
 }
 
-/// Cells of one row: node, level, offset ± bound (ms), to identity (ms), drift (ppm), kernel,
-/// warn at, critical at, last sample, problem.
-fn cells(r: &pb::NodeClockRow) -> [String; 10] {
+/// Cells of one row: node, level, reference, offset ± bound (ms), to identity (ms), drift (ppm),
+/// kernel, warn at, critical at, last sample (UTC), problem.
+fn cells(r: &pb::NodeClockRow) -> [String; 11] {
     [
         r.node.clone(),
         r.level.clone(),
+        if r.reference.is_empty() {
+            "-".into()
+        } else {
+            r.reference.clone()
+        },
         r.offset_seconds
             .map(|o| format!("{} ± {:.3}", ms(o), r.bound_seconds * 1000.0))
             .unwrap_or_else(|| "-".into()),
@@ -170,16 +175,17 @@ fn cells(r: &pb::NodeClockRow) -> [String; 10] {
     ]
 }
 
-const HEADER: [&str; 10] = [
+const HEADER: [&str; 11] = [
     "NODE",
     "LEVEL",
+    "REFERENCE",
     "OFFSET ms",
     "TO IDENTITY ms",
     "DRIFT ppm",
     "KERNEL",
     "WARN AT",
     "CRITICAL AT",
-    "LAST SAMPLE",
+    "LAST SAMPLE UTC",
     "PROBLEM",
 ];
 
@@ -205,7 +211,7 @@ pub fn table(r: &pb::ClockReportResponse) -> String {
             format!("; linkerd-identity runs on {}", r.identity_node)
         }
     );
-    let rows: Vec<[String; 10]> = r.nodes.iter().map(cells).collect();
+    let rows: Vec<[String; 11]> = r.nodes.iter().map(cells).collect();
     let mut width = HEADER.map(str::len);
     for row in &rows {
         for (w, c) in width.iter_mut().zip(row) {

@@ -207,6 +207,14 @@ impl Trust {
     }
 
     /// Takes a new bundle state; returns whether the anchor set (or availability) changed.
+    /// When the bundle last changed from one set of anchors to another, as seen here (not its
+    /// first reading).
+    pub fn bundle_replaced_at(&self) -> Option<DateTime<Utc>> {
+        (self.history.len() >= 2)
+            .then(|| self.history.last().map(|v| v.seen_at))
+            .flatten()
+    }
+
     pub fn set_bundle(
         &mut self,
         state: BundleState,

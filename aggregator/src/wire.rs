@@ -633,8 +633,8 @@ pub fn clock_reading(c: pb::NodeClock, now: DateTime<Utc>) -> crate::clock::Read
     let offset = |o: Option<pb::ClockOffset>| {
         let o = o.unwrap_or_default();
         Offset {
-            // A non-finite or absurd value is no measurement.
-            offset_s: o.offset_seconds.filter(|v| v.is_finite() && v.abs() < 1e11),
+            // A non-finite value is no measurement; a huge one is a clock set millennia wrong.
+            offset_s: o.offset_seconds.filter(|v| v.is_finite()),
             bound_s: if o.bound_seconds.is_finite() {
                 o.bound_seconds.max(0.0)
             } else {

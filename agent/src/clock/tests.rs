@@ -84,9 +84,47 @@ async fn bad_replies_are_rejected_with_their_reason_and_never_give_a_sample() {
         let addr = server(ip, answer).await;
         let b = burst(&addr.to_string(), 123, 3, T, false).await;
         assert!(b.best.is_none(), "{why}: {b:?}");
-        assert_eq!((b.tried, b.accepted), (3, 0), "{why}");
+        // A server that answers nothing usable is given up after two timeouts in a row.
+        let tried = if why == "timeout" { 2 } else { 3 };
+        assert_eq!((b.tried, b.accepted), (tried, 0), "{why}");
         assert!(b.error.contains(why), "{why}: {}", b.error);
     }
+}
+
+/// Dead NTP servers cost two timeouts each, all at once, not a full burst one after another.
+#[tokio::test]
+async fn dead_servers_are_given_up_quickly_and_together() {
+    let mut dead = vec![];
+    for i in 0..6 {
+        dead.push(
+            server(&format!("127.0.40.{}", 20 + i), Answer::Never)
+                .await
+                .to_string(),
+        );
+    }
+    let alive = server("127.0.40.30", Answer::Shifted(TimeDelta::zero())).await;
+    let cfg = ClockConfig {
+        aggregator: alive.to_string(),
+        ntp_servers: dead,
+        interval: Duration::from_secs(30),
+        burst: 8,
+        timeout: T,
+    };
+    let started = std::time::Instant::now();
+    let m = measure(&cfg).await;
+    // Two timeouts and a spacing, not 6 servers x 8 x (timeout + spacing).
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(m.ntp.len(), 6);
+    assert!(
+        m.ntp
+            .iter()
+            .all(|n| n.offset.as_ref().unwrap().error.contains("timeout"))
+    );
+    assert!(m.aggregator.unwrap().offset_seconds.is_some());
 }
 
 #[tokio::test]

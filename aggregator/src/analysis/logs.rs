@@ -169,15 +169,25 @@ pub fn correlate(ctx: &Context<'_>) -> (Vec<LogCorrelation>, Vec<Finding>) {
                 ));
             }
             for (peer_address, peer, count, last_seen) in rows {
-                let status = explain(
+                let mut status = explain(
                     ctx,
                     &x,
                     &p.record.node,
                     k,
-                    peer.as_deref(),
+                    (peer.as_deref(), peer_address.is_some()),
                     &node_of,
                     certificate_errors,
                 );
+                // Lines from before the trust bundle last changed are about the configuration
+                // that was: once the change fixed what they showed, they are history, not a new
+                // fault.
+                if status == LogStatus::Unexplained
+                    && let (Some(changed), Some(last)) =
+                        (ctx.input.trust.bundle_replaced_at(), last_seen)
+                    && last < changed
+                {
+                    status = LogStatus::Informational;
+                }
                 out.push(LogCorrelation {
                     pod: x.clone(),
                     node: p.record.node.clone(),
@@ -240,10 +250,13 @@ fn explain(
     x: &str,
     node: &str,
     k: &LogKindEvidence,
-    y: Option<&str>,
+    (y, named): (Option<&str>, bool),
     node_of: &BTreeMap<String, &str>,
     certificate_errors: bool,
 ) -> LogStatus {
+    // `y`: the reported pod the line's peer is; `named`: the line names a peer at all. A peer
+    // that is no reported pod (outside the mesh, or unknown) is not explained by this proxy's
+    // own certificates.
     let verdict = |pod: &str, kinds: &[VerdictKind]| -> Option<LogStatus> {
         let a = ctx.pods.get(pod)?;
         let v = a.verdicts.iter().find(|v| kinds.contains(&v.kind))?;
@@ -307,14 +320,14 @@ fn explain(
                 y.filter(|_| matches!(k.kind, Kind::AlertSent(_)))
                     .and_then(|y| verdict(y, &own_chain))
             })
-            .or_else(|| y.is_none().then(local_cert).flatten()),
+            .or_else(|| (!named).then(local_cert).flatten()),
         // Rule 1: time errors on a skewed node are the skew's.
         Kind::Expired => skew(node)
             .or_else(|| y.and_then(|y| verdict(y, &[VerdictKind::LeafExpired])))
-            .or_else(|| y.is_none().then(local_cert).flatten()),
+            .or_else(|| (!named).then(local_cert).flatten()),
         Kind::NotValidYet => skew(node)
             .or_else(|| y.and_then(|y| verdict(y, &[VerdictKind::LeafNotYetValid])))
-            .or_else(|| y.is_none().then(local_cert).flatten()),
+            .or_else(|| (!named).then(local_cert).flatten()),
         Kind::NotValidForName => y.and_then(|y| verdict(y, &[VerdictKind::NameMismatch])),
         Kind::AlertReceived(_) => verdict(x, &own_chain)
             .or_else(|| y.and_then(|y| verdict(y, &[VerdictKind::StaleTrustBundle])))

@@ -101,7 +101,9 @@ fn rows_say_stale_unmeasured_relative_to_identity_and_forecast() {
     assert_eq!(by("n5").offset, None);
     // A stopped agent: the row says so, with the last offset it measured.
     assert!(
-        by("n5").problem.starts_with("the agent stopped reporting; last measured +2.174 s"),
+        by("n5")
+            .problem
+            .starts_with("the agent stopped reporting; last measured +2.174 s"),
         "{}",
         by("n5").problem
     );
@@ -116,10 +118,18 @@ fn a_node_far_from_identitys_node_is_critical_though_near_the_reference() {
     let mut behind = NodeClockState::new(&s);
     id.apply(reading(t(0), Some(15.0), None), &s);
     behind.apply(reading(t(0), Some(-10.0), None), &s);
-    let rows = rows([("n1", &behind, false), ("n3", &id, false)], Some("n3"), 0, t(0), &s);
+    let rows = rows(
+        [("n1", &behind, false), ("n3", &id, false)],
+        Some("n3"),
+        0,
+        t(0),
+        &s,
+    );
     assert_eq!(rows[0].level, Level::Critical);
     assert!(
-        rows[0].problem.contains("-25.000 s from linkerd-identity's node n3"),
+        rows[0]
+            .problem
+            .contains("-25.000 s from linkerd-identity's node n3"),
         "{}",
         rows[0].problem
     );

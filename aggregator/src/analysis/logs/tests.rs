@@ -319,3 +319,50 @@ fn identity_unreachable_is_per_node_and_a_long_wait_counts_only_alone() {
     assert_eq!(by_node["node-1"], ["emojivoto/web"]);
     assert_eq!(by_node["node-2"], ["emojivoto/emoji"]);
 }
+
+/// An expiry error about a peer outside the mesh is not this proxy's stale anchors: it stays
+/// unexplained (a finding), where the same kind of line naming no peer at all would be.
+#[test]
+fn an_error_about_an_unknown_peer_is_not_explained_by_the_proxys_own_anchors() {
+    let (mut c, trust) = mk_cluster();
+    let now = c.now;
+    logs_of(
+        &mut c,
+        "legacy",
+        vec![mk_kind("EXPIRED", Some("192.0.2.50:8080"), 2, 30, now)],
+    );
+    let r = run(c, trust);
+    let e = correlation(&r, "legacy", "EXPIRED");
+    assert_eq!(e.peer, None);
+    assert_eq!(e.status.name(), "unexplained", "{e:?}");
+}
+
+/// Errors last logged before the bundle changed are history once the change removed their
+/// cause: not a new INCONCLUSIVE finding.
+#[test]
+fn errors_from_before_the_bundle_changed_are_history() {
+    let (mut c, mut trust) = mk_cluster();
+    let now = c.now;
+    // web (OK now) logged BAD_SIGNATURE toward emoji (OK now) ten minutes ago; the bundle
+    // changed five minutes ago.
+    logs_of(
+        &mut c,
+        "web",
+        vec![mk_kind("BAD_SIGNATURE", Some("10.0.0.4:8080"), 4, 600, now)],
+    );
+    let m = mk_mesh();
+    let bundle = mk_trust(&[&m.old_root], &m.new_issuer).bundle.clone();
+    let current = trust.bundle.clone();
+    trust.set_bundle(bundle, "1".into(), now - TimeDelta::seconds(900));
+    trust.set_bundle(current, "2".into(), now - TimeDelta::seconds(300));
+    let r = run(c, trust);
+    let e = correlation(&r, "web", "BAD_SIGNATURE");
+    assert_eq!(e.status.name(), "informational", "{e:?}");
+    assert!(
+        !r.findings
+            .iter()
+            .any(|f| f.name == "INCONCLUSIVE" && f.subject.as_deref() == Some("emojivoto/web")),
+        "{:?}",
+        r.findings
+    );
+}
