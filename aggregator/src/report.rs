@@ -347,6 +347,17 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// A node name short enough for the legend: long cloud names keep their start and end.
+fn short(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    if chars.len() <= 22 {
+        return name.to_string();
+    }
+    let head: String = chars[..10].iter().collect();
+    let tail: String = chars[chars.len() - 10..].iter().collect();
+    format!("{head}…{tail}")
+}
+
 /// The colour a level is written in.
 fn level_colour(level: &str) -> &'static str {
     match level {
@@ -477,8 +488,10 @@ pub fn svg(r: &pb::ClockReportResponse) -> String {
             yy = y(v)
         );
     }
+    // A threshold too close to the other on this scale is drawn without its label.
+    let crowded = (y(r.warn_seconds) - y(r.critical_seconds)).abs() < 14.0;
     for (level, v) in [("warn", r.warn_seconds), ("critical", r.critical_seconds)] {
-        if v < y_max {
+        if v < y_max && !(crowded && level == "warn") {
             let colour = level_colour(level);
             for (s, dy) in [(v, -4.0), (-v, 14.0)] {
                 let _ = writeln!(
@@ -541,6 +554,14 @@ pub fn svg(r: &pb::ClockReportResponse) -> String {
                 r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="1.5"/>"#,
                 line.join(" ")
             );
+            // The newest point, visible even when it is the only one.
+            if let Some((px, o, _)) = pts.last() {
+                let _ = writeln!(
+                    out,
+                    r#"<circle cx="{px:.1}" cy="{:.1}" r="3" fill="{colour}"/>"#,
+                    y(*o)
+                );
+            }
         }
         let ly = top + 12.0 + 22.0 * i as f64;
         let _ = writeln!(
@@ -548,7 +569,7 @@ pub fn svg(r: &pb::ClockReportResponse) -> String {
             r#"<rect x="{legend_x}" y="{}" width="12" height="12" fill="{colour}"/><text x="{}" y="{ly}">{} <tspan fill="{}" font-weight="bold">{}</tspan></text>"#,
             ly - 10.0,
             legend_x + 18.0,
-            escape(&n.node),
+            escape(&short(&n.node)),
             level_colour(&n.level),
             escape(&n.level)
         );
@@ -556,7 +577,7 @@ pub fn svg(r: &pb::ClockReportResponse) -> String {
     if nodes.len() > drawn.len() {
         let _ = writeln!(
             out,
-            r##"<text x="{legend_x}" y="{}" fill="#555">+{} more nodes, not drawn (see the table)</text>"##,
+            r##"<text x="{legend_x}" y="{}" fill="#555">+{} more (see the table)</text>"##,
             top + 12.0 + 22.0 * drawn.len() as f64,
             nodes.len() - drawn.len()
         );

@@ -169,7 +169,13 @@ fn a_large_cluster_draws_the_worst_nodes_and_counts_the_rest() {
     let s = svg(&r);
     assert_eq!(s.matches("<polyline").count(), MAX_DRAWN);
     assert!(s.contains("node-321 <tspan"), "the critical node is drawn");
-    assert!(s.contains(&format!("+{} more nodes", 500 - MAX_DRAWN)));
+    assert!(s.contains(&format!("+{} more (see the table)", 500 - MAX_DRAWN)));
+    // Long cloud node names keep both ends in the legend.
+    assert_eq!(
+        short("ip-10-0-99-201.eu-west-1.compute.internal"),
+        "ip-10-0-99…e.internal"
+    );
+    assert_eq!(short("node-1"), "node-1");
 }
 
 #[test]
