@@ -37,9 +37,11 @@ struct Args {
     /// Meshed pods per agent.
     #[arg(long, default_value_t = 110)]
     pods: usize,
-    /// HTTP/2 connections the streams share.
-    #[arg(long, default_value_t = 500)]
-    connections: usize,
+    /// HTTP/2 connections the streams share; by default one per agent, as real agents have.
+    /// (Sharing one connection among streams that the aggregator reads in turn lets the unread
+    /// ones fill the connection's flow-control window and stall the one being read.)
+    #[arg(long)]
+    connections: Option<usize>,
     /// Seconds of steady state measured.
     #[arg(long, default_value_t = 30)]
     steady: u64,
@@ -295,7 +297,10 @@ async fn main() -> anyhow::Result<()> {
     // The aggregator is up when it answers.
     full_view(&url, 0, Duration::from_secs(30)).await;
 
-    let connections = args.connections.clamp(1, args.agents.max(1));
+    let connections = args
+        .connections
+        .unwrap_or(args.agents)
+        .clamp(1, args.agents.max(1));
     let mut channels = Vec::with_capacity(connections);
     for _ in 0..connections {
         channels.push(
