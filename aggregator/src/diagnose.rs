@@ -198,8 +198,8 @@ pub struct Collected {
     pub pods: Vec<PodRecord>,
     /// Meshed pods with no node (not scheduled): not running, not judged.
     pub unscheduled: Vec<String>,
-    /// Pods without a Linkerd proxy.
-    pub unmeshed: usize,
+    /// Pods without a Linkerd proxy (`namespace/name`).
+    pub unmeshed: Vec<String>,
     /// The trust-roots ConfigMap.
     pub trust_roots: Option<ConfigMap>,
     /// `linkerd-config`.
@@ -278,8 +278,9 @@ impl Collected {
         let result: Result<(), serde_json::Error> = (|| {
             match kind.as_str() {
                 "Pod" => {
+                    let incomplete = incomplete_containers(&v);
                     let pod: Pod = serde_json::from_value(v)?;
-                    self.pod(&pod, now);
+                    self.pod(&pod, origin, incomplete, now);
                 }
                 "ConfigMap" if in_linkerd && name == sources.config_map => {
                     self.trust_roots = Some(serde_json::from_value(v)?);
@@ -342,9 +343,32 @@ impl Collected {
         }
     }
 
-    fn pod(&mut self, pod: &Pod, now: DateTime<Utc>) {
+    fn pod(&mut self, pod: &Pod, origin: &str, incomplete: Option<String>, now: DateTime<Utc>) {
+        let key = format!(
+            "{}/{}",
+            pod.metadata.namespace.as_deref().unwrap_or_default(),
+            pod.metadata.name.as_deref().unwrap_or_default()
+        );
+        // A document cut short (a dump truncated at a line boundary still parses) must not pass
+        // for a pod without a proxy: that would leave it out of the plan in silence.
+        if let Some(why) = incomplete {
+            self.skipped.push(Skipped {
+                origin: origin.to_string(),
+                why: format!("Pod {key} looks truncated ({why}): not judged"),
+            });
+            return;
+        }
         let Some(meshed) = anchorwatch_podspec::meshed_pod(pod) else {
-            self.unmeshed += 1;
+            if let Some(sign) = proxy_expected(pod) {
+                self.skipped.push(Skipped {
+                    origin: origin.to_string(),
+                    why: format!(
+                        "Pod {key} has no linkerd-proxy container although {sign}: the document may be truncated; not judged"
+                    ),
+                });
+            } else {
+                self.unmeshed.push(key);
+            }
             return;
         };
         if meshed.node.is_empty() {
@@ -407,6 +431,61 @@ impl Collected {
         self.issuer = Some(serde_json::from_value(v)?);
         Ok(())
     }
+}
+
+/// Why a pod's containers look cut short: a container without the `name` every container has
+/// (`kubectl` prints a container's keys in order, so a cut inside `env:` leaves no `name`), or
+/// no containers at all.
+fn incomplete_containers(pod: &Value) -> Option<String> {
+    let containers = pod.pointer("/spec/containers");
+    let Some(list) = containers.and_then(Value::as_array) else {
+        return Some("no spec.containers".into());
+    };
+    if list.is_empty() {
+        return Some("an empty spec.containers".into());
+    }
+    for (i, c) in list.iter().enumerate() {
+        for field in ["name"] {
+            if c.get(field)
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                return Some(format!("container #{} has no {field}", i + 1));
+            }
+        }
+    }
+    None
+}
+
+/// Why a pod without a proxy container should have one: the injector's annotations, an
+/// `inject` annotation that is not `disabled`, or a `linkerd-proxy` container status.
+fn proxy_expected(pod: &Pod) -> Option<String> {
+    let annotations = pod.metadata.annotations.as_ref();
+    if let Some((k, v)) = annotations.and_then(|a| {
+        a.iter()
+            .find(|(k, v)| k.as_str() == "linkerd.io/inject" && v.as_str() != "disabled")
+    }) {
+        return Some(format!("it is annotated {k}={v}"));
+    }
+    if let Some(k) = annotations.and_then(|a| {
+        a.keys().find(|k| {
+            k.as_str() == "linkerd.io/proxy-version" || k.as_str() == "linkerd.io/created-by"
+        })
+    }) {
+        return Some(format!("the proxy injector annotated it ({k})"));
+    }
+    let statuses = pod.status.as_ref().into_iter().flat_map(|s| {
+        s.container_statuses
+            .iter()
+            .flatten()
+            .chain(s.init_container_statuses.iter().flatten())
+    });
+    for cs in statuses {
+        if cs.name == anchorwatch_podspec::PROXY_CONTAINER {
+            return Some("its status names a linkerd-proxy container".into());
+        }
+    }
+    None
 }
 
 fn push<T>(
@@ -881,7 +960,8 @@ pub fn main(args: DiagnoseArgs) -> i32 {
 }
 
 /// Runs `diagnose` and prints the result; returns whether the cluster needs attention (a fault
-/// verdict, a critical finding) for the exit status.
+/// verdict, a critical finding, a blocked plan, an unsafe what-if) or some input was skipped, for
+/// the exit status. Each skipped input is named on stderr as `input skipped: …`.
 pub fn run(args: DiagnoseArgs) -> anyhow::Result<bool> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let now = args.now.unwrap_or_else(crate::time::now);
@@ -923,17 +1003,26 @@ pub fn run(args: DiagnoseArgs) -> anyhow::Result<bool> {
     let mut stdout = std::io::stdout().lock();
     // A closed pipe (`| head`) is no error worth a panic.
     let _ = stdout.write_all(out.as_bytes());
-    Ok(needs_attention(&d))
+    let skipped: Vec<&Skipped> = collected.skipped.iter().chain(&log_skipped).collect();
+    for s in &skipped {
+        eprintln!("input skipped: {}: {}", s.origin, s.why);
+    }
+    Ok(needs_attention(&d) || !skipped.is_empty())
 }
 
+/// Whether the diagnosis asks for action: a fault verdict, a critical finding (an
+/// `INCONCLUSIVE` one too: a trust bundle that cannot be read is no clean bill), a plan blocked
+/// or escalated, or an unsafe what-if.
 fn needs_attention(d: &Diagnosis) -> bool {
     d.report
         .pods
         .values()
         .any(|a| a.verdicts.iter().any(|v| v.kind.is_fault()))
-        || d.report.findings.iter().any(|f| {
-            f.severity == crate::analysis::trust_config::Severity::Critical
-                && f.name != "INCONCLUSIVE"
-        })
+        || d.report
+            .findings
+            .iter()
+            .any(|f| f.severity == crate::analysis::trust_config::Severity::Critical)
+        || !d.report.plan.blockers.is_empty()
+        || d.report.plan.escalate
         || d.what_if.iter().any(|w| !w.safe)
 }

@@ -1025,14 +1025,13 @@ async fn clock_skew_is_measured_and_a_node_behind_identity_is_held() {
             .unwrap_or_else(|| panic!("{node} missing:\n{table}"))
             .to_string()
     };
-    // The offset column, in ms: within a few ms of the shift.
+    // The offset column, in ms: within a few ms of the shift. The reference column before it
+    // says what the offset is measured against (no NTP servers here: the aggregator).
     let offset_ms = |node: &str| -> f64 {
-        line(node)
-            .split_whitespace()
-            .nth(2)
-            .unwrap()
-            .parse()
-            .unwrap()
+        let l = line(node);
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        assert_eq!(cols[2], "aggregator", "{table}");
+        cols[3].parse().unwrap()
     };
     assert!(line("node-2").contains("warn"), "{table}");
     assert!((offset_ms("node-2") - 3000.0).abs() < 5.0, "{table}");
@@ -1951,6 +1950,48 @@ fn diagnose_on_input_with_no_usable_object_exits_2_and_says_what_it_skipped() {
         "{stderr}"
     );
     assert!(stderr.contains("Service"), "{stderr}");
+}
+
+/// A meshed pod as one `kubectl get pod -o yaml` document.
+fn mk_diagnose_pod(name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: shop\n  uid: uid-{name}\n\
+         spec:\n  nodeName: n1\n  containers:\n  - name: linkerd-proxy\n    image: cr.l5d.io/linkerd/proxy:edge-25.4.1\n    \
+         env:\n    - name: LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS\n      value: not a certificate\n"
+    )
+}
+
+fn run_diagnose(args: &[&std::ffi::OsStr]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(process::bin("anchorwatch-aggregator").unwrap())
+        .arg("diagnose")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A critical finding (the trust bundle is missing from the dump) exits 1, as the README says;
+/// so does any skipped input (here a path that does not exist), named on stderr.
+#[test]
+fn diagnose_exits_1_on_a_critical_finding_and_on_skipped_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let pods = dir.path().join("pods.yaml");
+    std::fs::write(&pods, mk_diagnose_pod("a")).unwrap();
+    let (code, stdout, stderr) = run_diagnose(&[pods.as_os_str()]);
+    assert!(stdout.contains("INCONCLUSIVE"), "{stdout}");
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+
+    let missing = dir.path().join("linkerd.yaml");
+    let (code, _, stderr) = run_diagnose(&[pods.as_os_str(), missing.as_os_str()]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("input skipped: ") && stderr.contains("linkerd.yaml"),
+        "{stderr}"
+    );
 }
 
 /// An agent on a node whose clock is absurd keeps running instead of dying on the time library's

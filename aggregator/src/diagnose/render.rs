@@ -59,10 +59,16 @@ fn caveats(c: &Collected, d: &Diagnosis, log_skipped: &[Skipped]) -> Vec<String>
     {
         out.push("No ReplicaSets in the input: Deployments are inferred from pod-template-hash (add `kubectl get deploy,rs,sts,ds -A -o yaml`).".into());
     }
+    if !c.unmeshed.is_empty() {
+        out.push(format!(
+            "Pods without a proxy, not judged: {}.",
+            bounded_list(&c.unmeshed, 20)
+        ));
+    }
     if !c.unscheduled.is_empty() {
         out.push(format!(
-            "{} meshed pods not scheduled on a node, not judged: {}.",
-            c.unscheduled.len(),
+            "{} not scheduled on a node, not judged: {}.",
+            plural(c.unscheduled.len(), "meshed pod"),
             c.unscheduled.join(", ")
         ));
     }
@@ -81,6 +87,29 @@ fn caveats(c: &Collected, d: &Diagnosis, log_skipped: &[Skipped]) -> Vec<String>
         ));
     }
     out
+}
+
+/// `n thing` or `n things`.
+pub(super) fn plural(n: usize, thing: &str) -> String {
+    if n == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{n} {thing}s")
+    }
+}
+
+/// The first `max` names, and how many more.
+fn bounded_list(names: &[String], max: usize) -> String {
+    let mut s = names
+        .iter()
+        .take(max)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > max {
+        let _ = write!(s, " and {} more", names.len() - max);
+    }
+    s
 }
 
 fn logs_text(l: &PodLogs) -> String {
@@ -143,10 +172,10 @@ pub fn table(
     let kinds: Vec<String> = c.kinds.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
     let _ = writeln!(
         o,
-        "anchorwatch diagnose: {} meshed pods on {} nodes ({} pods without a proxy), judged at {}",
-        c.pods.len(),
-        d.nodes.len(),
-        c.unmeshed,
+        "anchorwatch diagnose: {} meshed on {} ({} without a proxy), judged at {}",
+        plural(c.pods.len(), "pod"),
+        plural(d.nodes.len(), "node"),
+        plural(c.unmeshed.len(), "pod"),
         opts.now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     );
     let _ = writeln!(o, "Read: {}", kinds.join(", "));

@@ -435,3 +435,52 @@ fn proxy_logs_show_as_evidence_and_identity_unreachable_counts_for_their_node() 
     let table = render::table(&c, &d, &logs, &[], &opts);
     assert!(table.contains("logs: BAD_SIGNATURE×1"), "{table}");
 }
+
+#[test]
+fn a_dump_without_the_trust_bundle_needs_attention() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let pki = anchorwatch_tests::scenario::Pki::new().unwrap();
+    let pods = mk_pod_doc("a", "n1", &pki.ca1.cert_pem);
+    let dir = mk_dir(&[("pods.yaml", pods.as_bytes())]);
+    let d = diagnose(&read(&dir, 1 << 20), &mk_opts(), &BTreeMap::new(), &[]).unwrap();
+    assert!(
+        d.report.findings.iter().any(|f| f.name == "INCONCLUSIVE"
+            && f.severity == crate::analysis::trust_config::Severity::Critical),
+        "{:?}",
+        d.report.findings
+    );
+    assert!(needs_attention(&d));
+}
+
+#[test]
+fn a_pod_cut_inside_its_proxy_env_is_reported_truncated_not_unmeshed() {
+    // `kubectl` prints `env` before `name`: a cut at a line boundary inside it still parses.
+    let cut = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web-0\n  namespace: shop\n  uid: uid-web-0\n  \
+               annotations: {linkerd.io/inject: enabled}\nspec:\n  nodeName: n1\n  containers:\n  - env:\n    \
+               - name: LINKERD2_PROXY_LOG\n      value: warn\n";
+    let dir = mk_dir(&[("pods.yaml", cut.as_bytes())]);
+    let c = read(&dir, 1 << 20);
+    assert!(c.unmeshed.is_empty(), "{:?}", c.unmeshed);
+    assert!(
+        c.skipped
+            .iter()
+            .any(|s| s.why.contains("shop/web-0 looks truncated")),
+        "{:?}",
+        c.skipped
+    );
+    // Whole containers, but the proxy's is gone while the injector's annotations remain.
+    let gone = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web-1\n  namespace: shop\n  \
+                annotations: {linkerd.io/proxy-version: edge-25.4.1}\nspec:\n  nodeName: n1\n  containers:\n  \
+                - name: app\n    image: web\n";
+    let plain = "---\napiVersion: v1\nkind: Pod\nmetadata: {name: db, namespace: shop}\nspec:\n  containers:\n  - {name: db, image: db}\n";
+    let dir = mk_dir(&[("pods.yaml", format!("{gone}{plain}").as_bytes())]);
+    let c = read(&dir, 1 << 20);
+    assert!(
+        c.skipped
+            .iter()
+            .any(|s| s.why.contains("shop/web-1 has no linkerd-proxy container")),
+        "{:?}",
+        c.skipped
+    );
+    assert_eq!(c.unmeshed, ["shop/db"]);
+}
