@@ -174,8 +174,13 @@ fn parse_what_if(s: &str) -> Result<WhatIf, String> {
     match s.split_once('=') {
         Some(("remove-anchor", v)) => {
             let hex = v.trim_start_matches("sha256:").to_ascii_lowercase();
-            if hex.len() >= 8 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            let all_hex = !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit());
+            if all_hex && hex.len() >= 8 {
                 Ok(WhatIf::RemoveAnchor(hex))
+            } else if v.starts_with("sha256:") || (all_hex && !std::path::Path::new(v).exists()) {
+                Err(format!(
+                    "{s:?}: give at least 8 hex digits of the anchor's sha256 fingerprint (or a PEM file)"
+                ))
             } else {
                 let (p, t) = read(v)?;
                 Ok(WhatIf::RemoveAnchorPem(p, t))
@@ -226,6 +231,10 @@ pub struct Collected {
     pub ignored_kinds: BTreeMap<String, usize>,
     /// What could not be read.
     pub skipped: Vec<Skipped>,
+    /// Objects met again (same kind, namespace and name: a file given twice, overlapping
+    /// dumps), per kind: the first one read is kept.
+    pub duplicates: BTreeMap<String, usize>,
+    seen: std::collections::HashSet<(String, String, String)>,
     sources: Option<TrustSources>,
     interner: crate::wire::Interner,
 }
@@ -275,6 +284,17 @@ impl Collected {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
+        if !name.is_empty() {
+            let namespace = v
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            if !self.seen.insert((kind.clone(), namespace, name.clone())) {
+                *self.duplicates.entry(kind).or_default() += 1;
+                return;
+            }
+        }
         let result: Result<(), serde_json::Error> = (|| {
             match kind.as_str() {
                 "Pod" => {
@@ -291,7 +311,14 @@ impl Collected {
                 "Secret" if in_linkerd && name == sources.secret => {
                     self.issuer_secret(v)?;
                 }
-                "ConfigMap" | "Secret" => {}
+                "ConfigMap" | "Secret" => {
+                    // Read only to be dropped: not what the diagnosis uses.
+                    *self
+                        .ignored_kinds
+                        .entry(format!("{kind} (not Linkerd's)"))
+                        .or_default() += 1;
+                    return Ok(());
+                }
                 "Event" => {
                     let e: Event = serde_json::from_value(v)?;
                     if e.metadata.namespace.as_deref() == Some(sources.namespace.as_str())
@@ -988,7 +1015,7 @@ pub fn run(args: DiagnoseArgs) -> anyhow::Result<bool> {
         }
         anyhow::bail!(msg);
     }
-    let (logs, log_skipped) = logs::read(&args.logs);
+    let (logs, log_skipped) = logs::read(&args.logs, &collected.pods, now);
     let opts = Options {
         settings,
         clocks: args.clocks.iter().cloned().collect(),

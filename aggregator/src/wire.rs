@@ -562,11 +562,15 @@ pub fn phase(p: &Phase) -> pb::RotationPhase {
             ),
             waiting.clone(),
         ),
-        Phase::IssuerSwitched { waiting } => (
+        Phase::IssuerSwitched { waiting, unknown } => (
             "issuer_switched",
             format!(
-                "remove the old anchor once no live leaf chains only to it ({} still do)",
-                waiting.len()
+                "remove the old anchor once no live leaf chains only to it ({} still do{})",
+                waiting.len(),
+                match unknown {
+                    0 => String::new(),
+                    n => format!("; the leaves of {n} pods are not known"),
+                }
             ),
             waiting.clone(),
         ),

@@ -267,6 +267,8 @@ pub enum Phase {
     IssuerSwitched {
         /// Pods whose leaves still chain only to an old anchor.
         waiting: Vec<String>,
+        /// Pods whose leaf is not known (not probed, or unreadable): they may be waiting too.
+        unknown: usize,
     },
     /// An anchor left the bundle; pods that still depend on it are `waiting`.
     OldAnchorRemoved {
@@ -635,11 +637,18 @@ pub fn analyse(input: &ClusterInput, verifier: &mut Verifier) -> Report {
                 .is_some_and(|a| !issuer_anchors.contains(&a))
         })
         .collect();
+    let unknown_leaves = local
+        .iter()
+        .filter(|p| {
+            pods.get(&pod_key(&p.record))
+                .is_none_or(|a| a.chain_anchor.is_none())
+        })
+        .count();
     let phase = phase(
         input,
         &local_anchors,
         &issuer_anchors,
-        &old_leaves,
+        (&old_leaves, unknown_leaves),
         &unsafe_pods,
         &pending_pods,
     );
@@ -948,7 +957,7 @@ fn phase(
     input: &ClusterInput,
     anchors: &[Arc<ParsedCert>],
     issuer_anchors: &BTreeSet<Fingerprint>,
-    old_leaves: &[String],
+    (old_leaves, unknown_leaves): (&[String], usize),
     unsafe_pods: &[(String, Fingerprint)],
     pending: &BTreeSet<String>,
 ) -> Phase {
@@ -988,6 +997,7 @@ fn phase(
         // renewed before the old anchor goes.
         _ => Phase::IssuerSwitched {
             waiting: old_leaves.to_vec(),
+            unknown: unknown_leaves,
         },
     }
 }

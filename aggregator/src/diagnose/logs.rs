@@ -21,6 +21,8 @@ pub struct PodLogs {
     pub identity_unreachable: bool,
     /// Files read.
     pub files: usize,
+    /// Lines timestamped after the moment judged (`--now`), left out.
+    pub after_now: usize,
     /// The same lines as the live analysis takes them from an agent: per kind, with first and
     /// last seen (node clock) and the peers named. Counted as recent as of the diagnosis's
     /// `now` (`--now` for an old dump).
@@ -44,6 +46,7 @@ impl PodLogs {
         kind: Kind,
         at: Option<chrono::DateTime<chrono::Utc>>,
         peer: Option<anchorwatch_proxylog::Peer>,
+        now: chrono::DateTime<chrono::Utc>,
     ) {
         let i = match self.evidence.iter().position(|e| e.kind == kind) {
             Some(i) => i,
@@ -63,8 +66,14 @@ impl PodLogs {
         };
         let e = &mut self.evidence[i];
         e.total += 1;
-        e.last_5m += 1;
-        e.last_1h += 1;
+        // The windows end at the moment judged, as the agent's end at its clock's now.
+        let age = at.map(|a| now - a);
+        if age.is_some_and(|a| a <= chrono::TimeDelta::minutes(5)) {
+            e.last_5m += 1;
+        }
+        if age.is_some_and(|a| a <= chrono::TimeDelta::hours(1)) {
+            e.last_1h += 1;
+        }
         e.first_seen = match (e.first_seen, at) {
             (Some(f), Some(a)) => Some(f.min(a)),
             (f, a) => f.or(a),
@@ -86,11 +95,24 @@ impl PodLogs {
     }
 }
 
-/// Reads every proxy log folder under `roots`; returns them by `namespace/name`, and what could
-/// not be read.
-pub fn read(roots: &[PathBuf]) -> (BTreeMap<String, PodLogs>, Vec<super::dump::Skipped>) {
+/// Reads every proxy log folder under `roots` as of `now` (lines after it are left out);
+/// returns them by `namespace/name`, and what could not be read or was not used. A folder
+/// whose uid is not the uid of the dump's pod of that name (an earlier pod: a StatefulSet's
+/// pod re-created, say) is not used for it; a folder reached twice (overlapping roots) is read
+/// once.
+pub fn read(
+    roots: &[PathBuf],
+    pods: &[crate::model::PodRecord],
+    now: chrono::DateTime<chrono::Utc>,
+) -> (BTreeMap<String, PodLogs>, Vec<super::dump::Skipped>) {
+    let uid_of: BTreeMap<String, &str> = pods
+        .iter()
+        .filter(|p| !p.uid.is_empty())
+        .map(|p| (format!("{}/{}", p.namespace, p.name), p.uid.as_str()))
+        .collect();
     let mut out: BTreeMap<String, PodLogs> = BTreeMap::new();
     let mut skipped = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
     for root in roots {
         let mut found = Vec::new();
         find_proxy_folders(root, 3, &mut found);
@@ -101,9 +123,30 @@ pub fn read(roots: &[PathBuf]) -> (BTreeMap<String, PodLogs>, Vec<super::dump::S
             });
         }
         for (dir, (ns, pod, uid)) in found {
-            let entry = out.entry(format!("{ns}/{pod}")).or_default();
+            if !seen.insert(std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone())) {
+                continue;
+            }
+            let key = format!("{ns}/{pod}");
+            let skip = |why: String| super::dump::Skipped {
+                origin: dir.display().to_string(),
+                why,
+            };
+            if let Some(want) = uid_of.get(&key).filter(|w| **w != uid) {
+                skipped.push(skip(format!(
+                    "logs of an earlier pod {key} (uid {uid}); the dump's pod {key} has uid {want}: not used"
+                )));
+                continue;
+            }
+            if let Some(had) = out.get(&key).filter(|l| l.uid != uid) {
+                skipped.push(skip(format!(
+                    "a second pod {key} (uid {uid}; logs of uid {} were read first) and no pod of that name in the dump to tell which is current: not used",
+                    had.uid
+                )));
+                continue;
+            }
+            let entry = out.entry(key).or_default();
             entry.uid = uid;
-            read_folder(&dir, entry, &mut skipped);
+            read_folder(&dir, entry, now, &mut skipped);
         }
     }
     (out, skipped)
@@ -150,7 +193,12 @@ fn pod_folder(name: &str) -> Option<(String, String, String)> {
     (!ns.is_empty() && !pod.is_empty()).then(|| (ns.into(), pod.into(), uid.into()))
 }
 
-fn read_folder(dir: &Path, logs: &mut PodLogs, skipped: &mut Vec<super::dump::Skipped>) {
+fn read_folder(
+    dir: &Path,
+    logs: &mut PodLogs,
+    now: chrono::DateTime<chrono::Utc>,
+    skipped: &mut Vec<super::dump::Skipped>,
+) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
@@ -200,8 +248,17 @@ fn read_folder(dir: &Path, logs: &mut PodLogs, skipped: &mut Vec<super::dump::Sk
             };
             let found = classify_record(&record);
             let at = chrono::DateTime::from_timestamp(record.timestamp.unix_seconds(), 0);
+            if found.kinds().next().is_none() {
+                continue;
+            }
+            if at.is_some_and(|a| a > now) {
+                logs.after_now += 1;
+                continue;
+            }
             for k in found.kinds() {
-                logs.count(k, at, found.peer().filter(|_| k.is_verification()));
+                // Every kind keeps the peer its line names, as the agent's evidence does: an
+                // alert received from a peer says who rejected this proxy.
+                logs.count(k, at, found.peer(), now);
                 *logs.kinds.entry(k.to_string()).or_default() += 1;
                 if k == Kind::IdentityUnreachable {
                     logs.identity_unreachable = true;

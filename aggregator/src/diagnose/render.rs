@@ -3,12 +3,19 @@
 
 use super::logs::PodLogs;
 use super::{Collected, Diagnosis, Options, Skipped};
+use anchorwatch_proto::v1::ClusterFinding;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
 /// What the dump could not show, and what was left out, in words.
-fn caveats(c: &Collected, d: &Diagnosis, log_skipped: &[Skipped]) -> Vec<String> {
+fn caveats(
+    c: &Collected,
+    d: &Diagnosis,
+    logs: &BTreeMap<String, PodLogs>,
+    log_skipped: &[Skipped],
+    opts: &Options,
+) -> Vec<String> {
     let mut out = Vec::new();
     if !c.pods.is_empty() {
         out.push(
@@ -18,16 +25,16 @@ fn caveats(c: &Collected, d: &Diagnosis, log_skipped: &[Skipped]) -> Vec<String>
                 .into(),
         );
     }
-    let unmeasured: Vec<&str> = d
+    let unmeasured: Vec<String> = d
         .nodes
         .iter()
         .filter(|(_, given)| !**given)
-        .map(|(n, _)| n.as_str())
+        .map(|(n, _)| n.clone())
         .collect();
     if !unmeasured.is_empty() {
         out.push(format!(
             "Node clocks not measured: {} INCONCLUSIVE (never CLOCK_SKEW, never a clean bill); give offsets with --clock NODE=±Ns.",
-            unmeasured.join(", ")
+            bounded_list(&unmeasured, 20)
         ));
     }
     for k in &c.ignored_keys {
@@ -74,6 +81,37 @@ fn caveats(c: &Collected, d: &Diagnosis, log_skipped: &[Skipped]) -> Vec<String>
     }
     for s in c.skipped.iter().chain(log_skipped) {
         out.push(format!("Skipped {}: {}.", s.origin, s.why));
+    }
+    if !c.duplicates.is_empty() {
+        let kinds: Vec<String> = c
+            .duplicates
+            .iter()
+            .map(|(k, n)| format!("{k} ×{n}"))
+            .collect();
+        out.push(format!(
+            "Read more than once (same kind, namespace and name; the first copy is used): {}.",
+            kinds.join(", ")
+        ));
+    }
+    let stray: Vec<&str> = opts
+        .clocks
+        .keys()
+        .filter(|n| !d.nodes.contains_key(*n))
+        .map(String::as_str)
+        .collect();
+    if !stray.is_empty() {
+        out.push(format!(
+            "--clock names {}, which no meshed pod of the dump runs on: not used.",
+            stray.join(", ")
+        ));
+    }
+    let later: usize = logs.values().map(|l| l.after_now).sum();
+    if later > 0 {
+        out.push(format!(
+            "{} of note in the proxy logs {} later than the moment judged (`--now`): left out.",
+            plural(later, "line"),
+            if later == 1 { "is" } else { "are" },
+        ));
     }
     if !c.ignored_kinds.is_empty() {
         let kinds: Vec<String> = c
@@ -179,7 +217,7 @@ pub fn table(
         opts.now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     );
     let _ = writeln!(o, "Read: {}", kinds.join(", "));
-    let cav = caveats(c, d, log_skipped);
+    let cav = caveats(c, d, logs, log_skipped, opts);
     if !cav.is_empty() {
         let _ = writeln!(o, "\nWhat this dump cannot show, and what was left out:");
         for s in cav {
@@ -252,23 +290,41 @@ pub fn table(
         let _ = writeln!(o, "  none");
     } else {
         let mut rows = vec![header(&["SEVERITY", "VERDICT", "SUBJECT", "DETAIL"])];
-        for f in &findings {
-            let mut detail = f.detail.clone();
-            if !f.pods.is_empty() {
-                let _ = write!(detail, " [pods: {}]", f.pods.join(", "));
+        for g in finding_groups(&findings) {
+            let f = g[0];
+            if g.len() > GROUP_ABOVE {
+                let subjects: Vec<String> = g.iter().map(|f| f.subject.clone()).collect();
+                rows.push(vec![
+                    f.severity.clone(),
+                    f.verdict.clone(),
+                    format!("×{}", g.len()),
+                    format!(
+                        "{} ({}; each in --output json)",
+                        f.detail.replace(&f.subject, "…"),
+                        bounded_list(&subjects, 10)
+                    ),
+                ]);
+                continue;
             }
-            rows.push(vec![
-                f.severity.clone(),
-                f.verdict.clone(),
-                f.subject.clone(),
-                detail,
-            ]);
+            for f in g {
+                let mut detail = f.detail.clone();
+                if !f.pods.is_empty() {
+                    let _ = write!(detail, " [pods: {}]", f.pods.join(", "));
+                }
+                rows.push(vec![
+                    f.severity.clone(),
+                    f.verdict.clone(),
+                    f.subject.clone(),
+                    detail,
+                ]);
+            }
         }
         o.push_str(&indent(&columns(&rows)));
     }
 
     let _ = writeln!(o, "\nPods ({}):", d.report.pods.len());
     let mut rows = vec![header(&["POD", "NODE", "VERDICTS", "EVIDENCE"])];
+    let mut quiet = 0usize;
     for p in &c.pods {
         let key = format!("{}/{}", p.namespace, p.name);
         let Some(a) = d.report.pods.get(&key) else {
@@ -283,6 +339,13 @@ pub fn table(
             .map(|v| v.detail.to_string())
             .chain(logs.get(&key).map(logs_text))
             .collect();
+        // A large dump lists only the pods with something to say: a table of twenty thousand
+        // UNPROBED rows hides the few that matter.
+        let unprobed_only = names == [crate::analysis::VerdictKind::Unprobed.name()];
+        if c.pods.len() > LIST_EVERY_POD_UP_TO && unprobed_only && evidence.is_empty() {
+            quiet += 1;
+            continue;
+        }
         rows.push(vec![
             key,
             p.node.clone(),
@@ -290,7 +353,17 @@ pub fn table(
             evidence.join("; "),
         ]);
     }
-    o.push_str(&indent(&columns(&rows)));
+    let listed = rows.len() > 1;
+    if listed {
+        o.push_str(&indent(&columns(&rows)));
+    }
+    if quiet > 0 {
+        let _ = writeln!(
+            o,
+            "  ({} UNPROBED with no other evidence, not listed: each is in --output json)",
+            plural(quiet, if listed { "more pod" } else { "pod" })
+        );
+    }
     let mut extra: Vec<&String> = logs
         .keys()
         .filter(|k| !d.report.pods.contains_key(*k))
@@ -394,6 +467,38 @@ pub fn table(
     o
 }
 
+/// Pods listed one per row whatever they show, up to this many; above it only those with a
+/// verdict other than UNPROBED or some evidence.
+const LIST_EVERY_POD_UP_TO: usize = 50;
+
+/// Findings of one shape (severity, verdict, detail but for the subject) are printed as one row
+/// when there are more than this many: 5,000 nodes without a clock are one fact, not 5,000.
+const GROUP_ABOVE: usize = 5;
+
+fn finding_groups(findings: &[ClusterFinding]) -> Vec<Vec<&ClusterFinding>> {
+    let mut groups: Vec<Vec<&ClusterFinding>> = Vec::new();
+    let mut index: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+    for f in findings {
+        if !f.pods.is_empty() || f.subject.is_empty() || !f.detail.contains(&f.subject) {
+            groups.push(vec![f]);
+            continue;
+        }
+        let key = (
+            f.severity.clone(),
+            f.verdict.clone(),
+            f.detail.replace(&f.subject, "…"),
+        );
+        match index.get(&key) {
+            Some(&i) => groups[i].push(f),
+            None => {
+                index.insert(key, groups.len());
+                groups.push(vec![f]);
+            }
+        }
+    }
+    groups
+}
+
 fn header(names: &[&str]) -> Vec<String> {
     names.iter().map(|n| n.to_string()).collect()
 }
@@ -444,7 +549,7 @@ pub fn json(
     let doc = json!({
         "now": opts.now.to_rfc3339(),
         "read": c.kinds,
-        "caveats": caveats(c, d, log_skipped),
+        "caveats": caveats(c, d, logs, log_skipped, opts),
         "skipped": c.skipped.iter().chain(log_skipped).map(|s| json!({"origin": s.origin, "why": s.why})).collect::<Vec<_>>(),
         "ignoredPrivateKeys": c.ignored_keys,
         "bundle": {"source": c.sources().bundle_source(), "anchors": anchors, "problem": d.trust.bundle_problem()},

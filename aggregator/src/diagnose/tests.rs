@@ -311,6 +311,16 @@ fn mk_bundle_extended() -> (tempfile::TempDir, anchorwatch_tests::scenario::Pki)
     (dir, pki)
 }
 
+/// What `diagnose` collects from `dump.yaml` in `dir`.
+fn collect_dump(dir: &tempfile::TempDir) -> Collected {
+    collect(
+        &[dir.path().join("dump.yaml")],
+        default_sources("linkerd"),
+        1 << 20,
+        Utc::now(),
+    )
+}
+
 fn mk_opts() -> Options {
     Options {
         settings: Settings::new("linkerd"),
@@ -322,12 +332,7 @@ fn mk_opts() -> Options {
 #[test]
 fn switching_the_issuer_before_every_proxy_holds_its_anchor_is_unsafe_and_names_who_breaks() {
     let (dir, _pki) = mk_bundle_extended();
-    let c = collect(
-        &[dir.path().join("dump.yaml")],
-        default_sources("linkerd"),
-        1 << 20,
-        Utc::now(),
-    );
+    let c = collect_dump(&dir);
     let q = parse_what_if(&format!(
         "issuer={}",
         dir.path().join("new-issuer.pem").display()
@@ -352,12 +357,7 @@ fn switching_the_issuer_before_every_proxy_holds_its_anchor_is_unsafe_and_names_
 #[test]
 fn removing_an_anchor_is_judged_by_what_still_chains_to_it() {
     let (dir, pki) = mk_bundle_extended();
-    let c = collect(
-        &[dir.path().join("dump.yaml")],
-        default_sources("linkerd"),
-        1 << 20,
-        Utc::now(),
-    );
+    let c = collect_dump(&dir);
     let fp = |pem: &str| parse_pem_bundle(pem).certs[0].fingerprint.to_string();
     let remove = |pem: &str| WhatIf::RemoveAnchor(fp(pem)[..12].to_string());
     let d = diagnose(
@@ -413,18 +413,13 @@ fn proxy_logs_show_as_evidence_and_identity_unreachable_counts_for_their_node() 
         ),
     )
     .unwrap();
-    let (logs, skipped) = logs::read(&[logs_dir]);
+    let (logs, skipped) = logs::read(&[logs_dir], &[], Utc::now());
     assert!(skipped.is_empty(), "{skipped:?}");
     let l = &logs["shop/old-only"];
     assert_eq!(l.kinds.get("BAD_SIGNATURE"), Some(&1), "{l:?}");
     assert!(l.identity_unreachable);
     assert_eq!(l.last_peer.as_deref(), Some("10.42.3.9:8080"));
-    let c = collect(
-        &[dir.path().join("dump.yaml")],
-        default_sources("linkerd"),
-        1 << 20,
-        Utc::now(),
-    );
+    let c = collect_dump(&dir);
     let opts = mk_opts();
     let d = diagnose(&c, &opts, &logs, &[]).unwrap();
     assert!(
@@ -483,4 +478,155 @@ fn a_pod_cut_inside_its_proxy_env_is_reported_truncated_not_unmeshed() {
         c.skipped
     );
     assert_eq!(c.unmeshed, ["shop/db"]);
+}
+
+#[test]
+fn a_fingerprint_prefix_too_short_says_how_many_digits_it_needs() {
+    let e = parse_what_if("remove-anchor=sha256:946d").unwrap_err();
+    assert!(e.contains("at least 8 hex digits"), "{e}");
+    let e = parse_what_if("remove-anchor=946d").unwrap_err();
+    assert!(e.contains("at least 8 hex digits"), "{e}");
+}
+
+#[test]
+fn objects_read_twice_count_once_and_are_named() {
+    let (dir, _pki) = mk_bundle_extended();
+    let dump = dir.path().join("dump.yaml");
+    let c = collect(
+        &[dump.clone(), dump],
+        default_sources("linkerd"),
+        1 << 20,
+        Utc::now(),
+    );
+    assert_eq!(c.pods.len(), 3, "{:?}", pod_names(&c));
+    assert_eq!(c.kinds.get("Pod"), Some(&3));
+    assert_eq!(c.duplicates.get("Pod"), Some(&3), "{:?}", c.duplicates);
+    let mut opts = mk_opts();
+    opts.clocks.insert("n9".into(), 1.0);
+    let d = diagnose(&c, &opts, &BTreeMap::new(), &[]).unwrap();
+    let table = render::table(&c, &d, &BTreeMap::new(), &[], &opts);
+    assert!(table.contains("Read more than once"), "{table}");
+    assert!(table.contains("--clock names n9"), "{table}");
+    assert!(!table.contains("Secret ×2"), "{table}");
+}
+
+/// Writes one proxy log line at `at` for pod `shop/<pod>` with uid `uid` under `root`.
+fn mk_log(root: &std::path::Path, pod: &str, uid: &str, lines: &[(DateTime<Utc>, &str)]) {
+    let folder = root.join(format!("shop_{pod}_{uid}/linkerd-proxy"));
+    std::fs::create_dir_all(&folder).unwrap();
+    let text: String = lines
+        .iter()
+        .map(|(at, msg)| {
+            format!(
+                "{} stderr F {msg}\n",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+            )
+        })
+        .collect();
+    std::fs::write(folder.join("0.log"), text).unwrap();
+}
+
+const BAD_SIG: &str = "[  44.1s]  WARN ThreadId(01) outbound:proxy{addr=10.42.3.9:8080}: linkerd_reconnect: Failed to connect error=endpoint 10.42.3.9:8080: invalid peer certificate: BadSignature";
+
+#[test]
+fn logs_of_an_earlier_pod_of_the_same_name_are_not_used_for_it() {
+    let (dir, _pki) = mk_bundle_extended();
+    let c = collect_dump(&dir);
+    let root = dir.path().join("pods");
+    let now = Utc::now();
+    mk_log(&root, "both", "uid-earlier", &[(now, BAD_SIG)]);
+    mk_log(&root, "old-only", "uid-old-only", &[(now, BAD_SIG)]);
+    let (logs, skipped) = logs::read(std::slice::from_ref(&root), &c.pods, now);
+    assert!(!logs.contains_key("shop/both"), "{logs:?}");
+    assert!(logs.contains_key("shop/old-only"), "{logs:?}");
+    assert!(
+        skipped
+            .iter()
+            .any(|s| s.why.contains("earlier pod shop/both (uid uid-earlier)")),
+        "{skipped:?}"
+    );
+    // The same folder reached through two roots is read once.
+    let (logs, _) = logs::read(&[root.clone(), root.join("..").join("pods")], &c.pods, now);
+    assert_eq!(logs["shop/old-only"].kinds.get("BAD_SIGNATURE"), Some(&1));
+}
+
+#[test]
+fn log_windows_end_at_the_moment_judged_and_later_lines_are_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Utc::now();
+    let alert = "[  10.0s]  WARN ThreadId(01) inbound:server{port=4143}:direct{client.addr=10.42.0.7:52000}: linkerd_app_core::serve: Connection closed error=received fatal alert: BadCertificate";
+    mk_log(
+        dir.path(),
+        "web",
+        "uid-web",
+        &[
+            (now - chrono::TimeDelta::hours(2), BAD_SIG),
+            (now - chrono::TimeDelta::minutes(30), BAD_SIG),
+            (now - chrono::TimeDelta::minutes(1), BAD_SIG),
+            (now - chrono::TimeDelta::minutes(1), alert),
+            (now + chrono::TimeDelta::minutes(10), BAD_SIG),
+        ],
+    );
+    let (logs, _) = logs::read(&[dir.path().to_path_buf()], &[], now);
+    let l = &logs["shop/web"];
+    assert_eq!(l.after_now, 1);
+    let bad = l
+        .evidence
+        .iter()
+        .find(|e| e.kind == anchorwatch_proxylog::Kind::BadSignature)
+        .unwrap();
+    assert_eq!((bad.total, bad.last_1h, bad.last_5m), (3, 2, 1), "{bad:?}");
+    // An alert names who sent it, as the agent's evidence does.
+    let got = l
+        .evidence
+        .iter()
+        .find(|e| matches!(e.kind, anchorwatch_proxylog::Kind::AlertReceived(_)))
+        .unwrap_or_else(|| panic!("{:?}", l.evidence));
+    assert_eq!(got.peers.len(), 1, "{got:?}");
+    assert_eq!(got.peers[0].addr.to_string(), "10.42.0.7:52000");
+}
+
+#[test]
+fn a_large_dump_lists_the_pods_that_say_something_and_groups_same_shaped_findings() {
+    let (dir, pki) = mk_bundle_extended();
+    let mut text = String::new();
+    for i in 0..60 {
+        text.push_str(&mk_pod_doc(
+            &format!("quiet-{i}"),
+            &format!("far-{i}"),
+            &pki.ca1.cert_pem,
+        ));
+    }
+    text.push_str(&mk_pod_doc(
+        "garbled",
+        "n1",
+        "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+    ));
+    std::fs::write(dir.path().join("more.yaml"), text).unwrap();
+    let c = read(&dir, 1 << 20);
+    let opts = mk_opts();
+    let d = diagnose(&c, &opts, &BTreeMap::new(), &[]).unwrap();
+    let table = render::table(&c, &d, &BTreeMap::new(), &[], &opts);
+    // 60 nodes without a clock: one row, counted, a few named.
+    let clock_rows: Vec<&str> = table
+        .lines()
+        .filter(|l| l.contains("has no clock measurement"))
+        .collect();
+    assert_eq!(clock_rows.len(), 1, "{table}");
+    assert!(clock_rows[0].contains("×60"), "{}", clock_rows[0]);
+    assert!(clock_rows[0].contains("and 50 more"), "{}", clock_rows[0]);
+    // The pod with an unreadable anchor is listed; the quiet ones are counted, not listed.
+    assert!(table.lines().any(|l| l.contains("shop/garbled")), "{table}");
+    assert!(!table.contains("shop/quiet-7 "), "{table}");
+    assert!(
+        table.contains("UNPROBED with no other evidence, not listed"),
+        "{table}"
+    );
+    // JSON still carries every pod and every finding.
+    let text = render::json(&c, &d, &BTreeMap::new(), &[], &opts);
+    assert!(
+        text.contains("shop/quiet-7") || text.contains("\"quiet-7\""),
+        "json lacks a pod"
+    );
+    assert!(text.contains("far-59"), "json lacks a node finding");
 }

@@ -267,7 +267,8 @@ pub fn diagnose_case(m: &Materialised, rendered: &Rendered) -> Result<Report, St
             collected.skipped
         ));
     }
-    let (logs, _) = diagnose::logs::read(std::slice::from_ref(&rendered.logs));
+    let (logs, _) =
+        diagnose::logs::read(std::slice::from_ref(&rendered.logs), &collected.pods, m.now);
     let opts = diagnose::Options {
         settings,
         clocks: m
