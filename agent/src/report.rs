@@ -7,6 +7,7 @@
 
 use crate::inventory::NodeView;
 use crate::wire;
+use anchorwatch_proto::parts;
 use anchorwatch_proto::v1 as pb;
 use anchorwatch_proto::v1::ingest_client::IngestClient;
 use std::collections::HashMap;
@@ -116,9 +117,6 @@ async fn session(
         node: cfg.node.clone(),
         timeout: cfg.timeout,
     };
-    let current = view.borrow_and_update().clone();
-    let measured = clock.borrow_and_update().clone();
-    stream.snapshot(&current, measured.as_deref()).await?;
     let mut clock_open = true;
     let mut request = tonic::Request::new(ReceiverStream::new(rx));
     if let Some(token) = token(cfg)? {
@@ -129,6 +127,11 @@ async fn session(
         .await
         .map_err(SessionError::Refused)?
         .into_inner();
+    // The snapshot goes out once the stream is open: in parts, it may be more than the channel
+    // holds.
+    let current = view.borrow_and_update().clone();
+    let measured = clock.borrow_and_update().clone();
+    stream.snapshot(&current, measured.as_deref()).await?;
     info!(aggregator = %cfg.aggregator, pods = current.pods.len(), "report stream open, snapshot sent");
 
     let mut heartbeat = tokio::time::interval(cfg.heartbeat);
@@ -183,27 +186,33 @@ impl Stream {
         view: &NodeView,
         clock: Option<&pb::NodeClock>,
     ) -> Result<(), SessionError> {
-        self.seq += 1;
         self.sent = view
             .pods
             .iter()
             .map(|(uid, (rev, _))| (uid.clone(), *rev))
             .collect();
-        let msg = pb::AgentMessage {
-            kind: Some(pb::agent_message::Kind::Snapshot(pb::NodeSnapshot {
-                node: self.node.clone(),
-                seq: self.seq,
-                sent_at: Some(crate::time::to_proto(crate::time::now())),
-                agent_version: env!("CARGO_PKG_VERSION").to_string(),
-                pods: view
-                    .pods
-                    .values()
-                    .map(|(_, e)| wire::pod_evidence(e))
-                    .collect(),
-                clock: clock.cloned(),
-            })),
+        let whole = pb::NodeSnapshot {
+            node: self.node.clone(),
+            sent_at: Some(crate::time::to_proto(crate::time::now())),
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            pods: view
+                .pods
+                .values()
+                .map(|(_, e)| wire::pod_evidence(e))
+                .collect(),
+            clock: clock.cloned(),
+            ..Default::default()
         };
-        self.send(msg).await
+        // In parts of a few tens of KiB: the aggregator holds each stream's largest message in
+        // a buffer for the stream's life, 5,000 times over.
+        for part in parts::snapshot(whole, self.seq + 1, parts::PART_BYTES) {
+            self.seq = part.seq;
+            let msg = pb::AgentMessage {
+                kind: Some(pb::agent_message::Kind::Snapshot(part)),
+            };
+            self.send(msg).await?;
+        }
+        Ok(())
     }
 
     async fn delta(&mut self, view: &NodeView) -> Result<(), SessionError> {
@@ -222,7 +231,6 @@ impl Stream {
         if upserted.is_empty() && removed_uids.is_empty() {
             return Ok(());
         }
-        self.seq += 1;
         self.sent = view
             .pods
             .iter()
@@ -233,16 +241,21 @@ impl Stream {
             removed = removed_uids.len(),
             "sending delta"
         );
-        let msg = pb::AgentMessage {
-            kind: Some(pb::agent_message::Kind::Delta(pb::NodeDelta {
-                node: self.node.clone(),
-                seq: self.seq,
-                sent_at: Some(crate::time::to_proto(crate::time::now())),
-                upserted,
-                removed_uids,
-            })),
+        let whole = pb::NodeDelta {
+            node: self.node.clone(),
+            seq: 0,
+            sent_at: Some(crate::time::to_proto(crate::time::now())),
+            upserted,
+            removed_uids,
         };
-        self.send(msg).await
+        for part in parts::delta(whole, self.seq + 1, parts::PART_BYTES) {
+            self.seq = part.seq;
+            let msg = pb::AgentMessage {
+                kind: Some(pb::agent_message::Kind::Delta(part)),
+            };
+            self.send(msg).await?;
+        }
+        Ok(())
     }
 
     async fn heartbeat(&mut self, clock: Option<&pb::NodeClock>) -> Result<(), SessionError> {

@@ -216,13 +216,15 @@ impl IngestService {
             .acquire_owned()
             .await
             .map_err(|_| Status::unavailable("the aggregator is shutting down; reconnect"))?;
-        let first = tokio::time::timeout(FIRST_SNAPSHOT_TIMEOUT, self.next(&mut inbound, expires))
+        let deadline = tokio::time::Instant::now() + FIRST_SNAPSHOT_TIMEOUT;
+        let late = || {
+            Status::deadline_exceeded(format!(
+                "no whole snapshot within {FIRST_SNAPSHOT_TIMEOUT:?} of the stream's turn"
+            ))
+        };
+        let first = tokio::time::timeout_at(deadline, self.next(&mut inbound, expires))
             .await
-            .map_err(|_| {
-                Status::deadline_exceeded(format!(
-                    "no snapshot within {FIRST_SNAPSHOT_TIMEOUT:?} of the stream's turn"
-                ))
-            })?;
+            .map_err(|_| late())?;
         let snapshot = match first? {
             Some(pb::AgentMessage {
                 kind: Some(pb::agent_message::Kind::Snapshot(s)),
@@ -246,8 +248,14 @@ impl IngestService {
                 agent.pod, agent.node, snapshot.node
             )));
         }
+        let snapshot = tokio::time::timeout_at(
+            deadline,
+            self.rest_of_snapshot(snapshot, &mut inbound, expires),
+        )
+        .await
+        .map_err(|_| late())??;
         let node = snapshot.node.clone();
-        let stream = lock(&self.cluster).open_stream();
+        let stream = with_cluster(&self.cluster, |c| c.open_stream());
         let span = info_span!("node", %node, stream);
         async {
             info!(pods = snapshot.pods.len(), agent = %snapshot.agent_version, "agent connected");
@@ -260,7 +268,9 @@ impl IngestService {
             let result = self
                 .serve(&mut session, snapshot, turn, &mut inbound, tx)
                 .await;
-            lock(&self.cluster).disconnect(&node, stream, crate::time::now());
+            with_cluster(&self.cluster, |c| {
+                c.disconnect(&node, stream, crate::time::now())
+            });
             info!("agent disconnected");
             result
         }
@@ -282,13 +292,12 @@ impl IngestService {
         let pods = self.confirm(session, snapshot.pods).await;
         let pods = decode(pods, node, &self.interner);
         let now = crate::time::now();
-        {
-            let mut cluster = lock(&self.cluster);
+        with_cluster(&self.cluster, |cluster| {
             cluster.replace_node(node, stream, &snapshot.agent_version, pods, now);
             if let Some(c) = snapshot.clock {
                 cluster.node_clock(node, stream, wire::clock_reading(c, now), now);
             }
-        }
+        });
         drop(turn);
         self.ack(tx, seq).await?;
         while let Some(msg) = self.next(inbound, session.expires).await? {
@@ -296,29 +305,30 @@ impl IngestService {
             match msg.kind {
                 Some(pb::agent_message::Kind::Snapshot(s)) => {
                     check_node(&s.node, node)?;
-                    self.check_pods(s.pods.len())?;
+                    let s = self.rest_of_snapshot(s, inbound, session.expires).await?;
                     let seq = s.seq;
                     let pods = self.confirm(session, s.pods).await;
                     let pods = decode(pods, node, &self.interner);
                     debug!(pods = pods.len(), "snapshot");
-                    {
-                        let mut cluster = lock(&self.cluster);
+                    with_cluster(&self.cluster, |cluster| {
                         cluster.replace_node(node, stream, &s.agent_version, pods, now);
                         if let Some(c) = s.clock {
                             cluster.node_clock(node, stream, wire::clock_reading(c, now), now);
                         }
-                    }
+                    });
                     self.ack(tx, seq).await?;
                 }
                 Some(pb::agent_message::Kind::Delta(d)) => {
                     check_node(&d.node, node)?;
-                    let after = lock(&self.cluster).pods_after_delta(
-                        node,
-                        d.upserted
-                            .iter()
-                            .map(|p| p.pod.as_ref().map_or("", |r| r.uid.as_str())),
-                        &d.removed_uids,
-                    );
+                    let after = with_cluster(&self.cluster, |c| {
+                        c.pods_after_delta(
+                            node,
+                            d.upserted
+                                .iter()
+                                .map(|p| p.pod.as_ref().map_or("", |r| r.uid.as_str())),
+                            &d.removed_uids,
+                        )
+                    });
                     self.check_pods(after)?;
                     let seq = d.seq;
                     let pods = self.confirm(session, d.upserted).await;
@@ -328,8 +338,9 @@ impl IngestService {
                         removed = d.removed_uids.len(),
                         "delta"
                     );
-                    let applied =
-                        lock(&self.cluster).apply_delta(node, stream, pods, &d.removed_uids, now);
+                    let applied = with_cluster(&self.cluster, |c| {
+                        c.apply_delta(node, stream, pods, &d.removed_uids, now)
+                    });
                     if !applied {
                         return Err(Status::aborted("another stream took over this node"));
                     }
@@ -337,19 +348,64 @@ impl IngestService {
                 }
                 Some(pb::agent_message::Kind::Heartbeat(h)) => {
                     check_node(&h.node, node)?;
-                    let mut cluster = lock(&self.cluster);
-                    if !cluster.heartbeat(node, stream, now) {
+                    let alive = with_cluster(&self.cluster, |cluster| {
+                        let alive = cluster.heartbeat(node, stream, now);
+                        if let (true, Some(c)) = (alive, h.clock) {
+                            debug!("clock measurement");
+                            cluster.node_clock(node, stream, wire::clock_reading(c, now), now);
+                        }
+                        alive
+                    });
+                    if !alive {
                         return Err(Status::aborted("another stream took over this node"));
-                    }
-                    if let Some(c) = h.clock {
-                        debug!("clock measurement");
-                        cluster.node_clock(node, stream, wire::clock_reading(c, now), now);
                     }
                 }
                 None => return Err(Status::invalid_argument("empty agent message")),
             }
         }
         Ok(())
+    }
+
+    /// The whole snapshot that `first` begins: when it `continues`, the pods of the parts that
+    /// follow, up to the last, whose `seq` and clock the result takes. Nothing is applied until
+    /// then; any other message between the parts ends the stream.
+    async fn rest_of_snapshot(
+        &self,
+        mut whole: pb::NodeSnapshot,
+        inbound: &mut Streaming<pb::AgentMessage>,
+        expires: Option<tokio::time::Instant>,
+    ) -> Result<pb::NodeSnapshot, Status> {
+        self.check_pods(whole.pods.len())?;
+        while whole.continues {
+            let part = match self.next(inbound, expires).await? {
+                Some(pb::AgentMessage {
+                    kind: Some(pb::agent_message::Kind::Snapshot(part)),
+                }) => part,
+                Some(_) => {
+                    return Err(Status::failed_precondition(
+                        "a snapshot sent in parts was interrupted by another message; nothing of it was applied",
+                    ));
+                }
+                None => {
+                    return Err(Status::cancelled(
+                        "the stream ended in the middle of a snapshot; nothing of it was applied",
+                    ));
+                }
+            };
+            if part.node != whole.node {
+                return Err(Status::invalid_argument(format!(
+                    "a part of the snapshot of node {:?} names node {:?}",
+                    whole.node, part.node
+                )));
+            }
+            self.check_pods(whole.pods.len() + part.pods.len())?;
+            whole.pods.extend(part.pods);
+            whole.seq = part.seq;
+            whole.sent_at = part.sent_at.or(whole.sent_at);
+            whole.clock = part.clock.or(whole.clock);
+            whole.continues = part.continues;
+        }
+        Ok(whole)
     }
 
     fn check_pods(&self, n: usize) -> Result<(), Status> {
@@ -462,6 +518,20 @@ fn decode(
             }
         })
         .collect()
+}
+
+/// Runs `f` on the locked model, off the async worker threads when the runtime has several:
+/// a bundle change or a tick re-judges every pod (most of a second at 550,000 pods), and a
+/// worker blocked that long, or waiting that long for the lock, answers no HTTP/2 PING, so
+/// 5,000 agents' connections time out and reconnect at once.
+pub fn with_cluster<R>(cluster: &Mutex<Cluster>, f: impl FnOnce(&mut Cluster) -> R) -> R {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(|| f(&mut lock(cluster)))
+    } else {
+        f(&mut lock(cluster))
+    }
 }
 
 /// Locks the model; a panic while holding the lock would be a bug, and the data stays usable.

@@ -522,7 +522,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let mut every = tokio::time::interval(interval);
         loop {
             every.tick().await;
-            ingest::lock(&ticker).tick(crate::time::now());
+            ingest::with_cluster(&ticker, |c| c.tick(crate::time::now()));
         }
     });
 

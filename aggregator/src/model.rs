@@ -499,10 +499,19 @@ impl Cluster {
         if !self.owns(node, stream) {
             return;
         }
-        if let Some(n) = self.nodes.get_mut(node) {
-            n.stream = 0;
+        let became_stale = match self.nodes.get_mut(node) {
+            Some(n) => {
+                n.stream = 0;
+                !std::mem::replace(&mut n.stale, true)
+            }
+            None => false,
+        };
+        // Only this node's pods change: re-judging every pod here made a wave of disconnects
+        // (a failover) hold the model for a full analysis per node.
+        if became_stale {
+            self.revision += 1;
+            self.reanalyse_node(node, now);
         }
-        self.tick(now);
     }
 
     /// Whether `stream` owns `node`.
@@ -591,6 +600,7 @@ impl Cluster {
         if flipped {
             self.revision += 1;
         }
+        // Every pod, with the staleness just set: validity windows move with time.
         self.reanalyse_all(now);
     }
 

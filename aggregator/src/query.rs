@@ -67,7 +67,10 @@ impl QueryService {
 
     /// The last analysis when the model has not changed since and it is recent, else a new one.
     fn analysis_now(&self) -> Last {
-        let mut cluster = lock(&self.cluster);
+        crate::ingest::with_cluster(&self.cluster, |cluster| self.analysis_of(cluster))
+    }
+
+    fn analysis_of(&self, cluster: &mut Cluster) -> Last {
         let revision = cluster.revision();
         let mut last = self
             .last
@@ -79,7 +82,7 @@ impl QueryService {
         {
             return l.clone();
         }
-        let (summary, logs) = Self::summarise(&mut cluster, &self.settings);
+        let (summary, logs) = Self::summarise(cluster, &self.settings);
         let l = Last {
             revision,
             at: tokio::time::Instant::now(),

@@ -44,11 +44,12 @@ pub async fn follow_bundle(
             BundleState::Unknown => {}
         }
         let now = crate::time::now();
-        let mut cluster = lock(&cluster);
-        if cluster.set_bundle(state, rv, now) {
-            info!("trust bundle anchor set changed; all pods judged again");
-        }
-        cluster.update_control_plane(now, |cp| cp.bundle_unreadable = unreadable);
+        crate::ingest::with_cluster(&cluster, |cluster| {
+            if cluster.set_bundle(state, rv, now) {
+                info!("trust bundle anchor set changed; all pods judged again");
+            }
+            cluster.update_control_plane(now, |cp| cp.bundle_unreadable = unreadable);
+        });
     })
     .await
 }
@@ -73,13 +74,14 @@ pub async fn follow_issuer(
             IssuerState::Unknown => {}
         }
         let now = crate::time::now();
-        let mut cluster = lock(&cluster);
-        cluster.set_issuer(state, now);
-        cluster.update_control_plane(now, |cp| {
-            cp.issuer_unreadable = unreadable;
-            if cp.issuer_changed_at.is_none() {
-                cp.issuer_changed_at = written_at;
-            }
+        crate::ingest::with_cluster(&cluster, |cluster| {
+            cluster.set_issuer(state, now);
+            cluster.update_control_plane(now, |cp| {
+                cp.issuer_unreadable = unreadable;
+                if cp.issuer_changed_at.is_none() {
+                    cp.issuer_changed_at = written_at;
+                }
+            });
         });
     })
     .await

@@ -2742,6 +2742,48 @@ async fn bad_streams_are_refused_or_cut_off_and_everyone_else_is_served() {
         status.message().contains("--max-pods-per-node"),
         "{status:?}"
     );
+    // A snapshot in parts (as agents send it): applied whole, acknowledged with its last seq.
+    let in_parts = |node: &str, prefix: &str, n: usize| {
+        let whole = pb::NodeSnapshot {
+            node: node.into(),
+            pods: (0..n)
+                .map(|i| wire_pod(node, &format!("{prefix}{i}"), vec![]))
+                .collect(),
+            ..Default::default()
+        };
+        anchorwatch_proto::parts::snapshot(whole, 1, 300)
+            .into_iter()
+            .map(|p| pb::AgentMessage {
+                kind: Some(pb::agent_message::Kind::Snapshot(p)),
+            })
+            .collect::<Vec<_>>()
+    };
+    let parts = in_parts("node-3", "part", 12);
+    assert!(parts.len() >= 3, "{}", parts.len());
+    let reply = first_reply(&url, parts.clone()).await.unwrap();
+    let acked = match reply.and_then(|m| m.kind) {
+        Some(pb::aggregator_message::Kind::Ack(a)) => a.seq,
+        other => panic!("no ack: {other:?}"),
+    };
+    assert_eq!(acked, parts.len() as u64);
+    // Parts interrupted by a heartbeat: refused, and nothing of that snapshot applied.
+    let mut parts = in_parts("node-2", "interrupted", 12);
+    parts.insert(
+        1,
+        pb::AgentMessage {
+            kind: Some(pb::agent_message::Kind::Heartbeat(pb::Heartbeat {
+                node: "node-2".into(),
+                ..Default::default()
+            })),
+        },
+    );
+    let status = first_reply(&url, parts).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    // More pods than the limit, spread over parts: refused all the same.
+    let status = first_reply(&url, in_parts("node-8", "spread", 60))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
     // A stream that sends nothing: closed after the idle timeout.
     let status = first_reply(&url, vec![]).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
@@ -2788,6 +2830,18 @@ async fn bad_streams_are_refused_or_cut_off_and_everyone_else_is_served() {
     assert_eq!(
         verdicts.get("rogue/garbage"),
         Some(&vec!["CERT_UNREADABLE".to_string()]),
+        "{verdicts:?}"
+    );
+    for i in 0..12 {
+        assert!(
+            verdicts.contains_key(&format!("rogue/part{i}")),
+            "part{i}: {verdicts:?}"
+        );
+    }
+    assert!(
+        !verdicts
+            .keys()
+            .any(|k| k.contains("interrupted") || k.contains("spread")),
         "{verdicts:?}"
     );
     // Everyone else is served: node-1's agent still reports and the aggregator answers.

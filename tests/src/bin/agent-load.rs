@@ -122,17 +122,22 @@ async fn agent(
     let mut backoff = Duration::from_millis(500);
     let mut seed = node.name.len() as u64 ^ 0x9e37_79b9;
     loop {
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let snapshot = pb::AgentMessage {
-            kind: Some(pb::agent_message::Kind::Snapshot(pb::NodeSnapshot {
-                node: node.name.clone(),
-                seq: 1,
-                agent_version: "agent-load".into(),
-                pods: node.pods.clone(),
-                ..Default::default()
-            })),
+        // The snapshot in parts, as the agent sends it.
+        let whole = pb::NodeSnapshot {
+            node: node.name.clone(),
+            agent_version: "agent-load".into(),
+            pods: node.pods.clone(),
+            ..Default::default()
         };
-        let _ = tx.send(snapshot).await;
+        let parts =
+            anchorwatch_proto::parts::snapshot(whole, 1, anchorwatch_proto::parts::PART_BYTES);
+        let (tx, rx) = tokio::sync::mpsc::channel(parts.len() + 4);
+        for part in parts {
+            let msg = pb::AgentMessage {
+                kind: Some(pb::agent_message::Kind::Snapshot(part)),
+            };
+            let _ = tx.send(msg).await;
+        }
         let mut client = pb::ingest_client::IngestClient::new(channel.clone())
             .max_encoding_message_size(64 * 1024 * 1024);
         let ok = async {
@@ -200,10 +205,26 @@ async fn full_view(url: &str, pods: usize, limit: Duration) -> Duration {
     let start = Instant::now();
     loop {
         let counted = async {
+            // A Summary of 550,000 pods names every affected pod: tens of MiB.
             let mut q = pb::query_client::QueryClient::connect(url.to_string())
                 .await
-                .ok()?;
-            let s = q.summary(pb::SummaryRequest {}).await.ok()?.into_inner();
+                .ok()?
+                .max_decoding_message_size(512 * 1024 * 1024);
+            let s = match q.summary(pb::SummaryRequest {}).await {
+                Ok(s) => s.into_inner(),
+                Err(e) => {
+                    eprintln!("  summary: {}", e.message());
+                    return None;
+                }
+            };
+            let size = prost::Message::encoded_len(&s);
+            if s.pods as usize == pods {
+                println!(
+                    "  summary of {} pods: {:.1} MiB",
+                    s.pods,
+                    size as f64 / 1048576.0
+                );
+            }
             Some(s.pods as usize)
         }
         .await;

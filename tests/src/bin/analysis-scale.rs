@@ -198,6 +198,14 @@ fn main() -> anyhow::Result<()> {
     cluster.tick(now + chrono::Duration::seconds(30));
     let tick = t.end();
 
+    // The whole-cluster analysis a Summary runs: findings, affected pods, phase, plan.
+    let t = Phase::start();
+    let report = cluster.report(
+        &anchorwatch_aggregator::analysis::cluster::Settings::new("linkerd"),
+        now + chrono::Duration::seconds(30),
+    );
+    let whole = t.end();
+
     println!(
         "analysis scale: {} pods on {nodes} nodes, 4 anchors, 3 issuers",
         summary.pods
@@ -215,6 +223,13 @@ fn main() -> anyhow::Result<()> {
     println!(
         "  re-verdict as time passes (tick): {:.3} s, cpu {:.3} s",
         tick.0, tick.1
+    );
+    println!(
+        "  whole-cluster analysis (findings, phase, plan): {:.3} s, cpu {:.3} s ({} findings, {} affected)",
+        whole.0,
+        whole.1,
+        report.findings.len(),
+        report.affected.len()
     );
     println!(
         "  verdicts before: {:?}",
