@@ -111,8 +111,8 @@ pub struct WorkloadFacts {
 /// One pod as the analysis sees it.
 #[derive(Clone, Debug)]
 pub struct PodInput {
-    /// Its evidence.
-    pub record: PodRecord,
+    /// Its evidence (shared with the live model).
+    pub record: Arc<PodRecord>,
     /// Its owning workload (Pod → ReplicaSet → Deployment resolved); `None`: a bare pod.
     pub workload: Option<Workload>,
     /// What is known of how that workload re-creates pods; default for a bare pod.
@@ -121,7 +121,7 @@ pub struct PodInput {
     pub remote: Option<String>,
     /// Its pod verdicts when already judged (the live model keeps them current, stale nodes
     /// included); `None`: judged here.
-    pub analysis: Option<PodAnalysis>,
+    pub analysis: Option<Arc<PodAnalysis>>,
 }
 
 /// What is known of the running `linkerd-identity` controller.
@@ -283,7 +283,7 @@ pub enum Phase {
 #[derive(Clone, Debug)]
 pub struct Report {
     /// Per pod (`namespace/name`), its analysis.
-    pub pods: BTreeMap<String, PodAnalysis>,
+    pub pods: BTreeMap<String, Arc<PodAnalysis>>,
     /// Cluster-level findings.
     pub findings: Vec<Finding>,
     /// Affected pods.
@@ -341,14 +341,14 @@ pub fn analyse(input: &ClusterInput, verifier: &mut Verifier) -> Report {
         .is_some_and(|n| skewed.contains(n));
 
     // Pod verdicts. Remote pods get only time verdicts (and the multicluster one below).
-    let mut pods: BTreeMap<String, PodAnalysis> = BTreeMap::new();
+    let mut pods: BTreeMap<String, Arc<PodAnalysis>> = BTreeMap::new();
     for p in &input.pods {
         let mut a = match &p.analysis {
             Some(a) => a.clone(),
-            None => pod_verdicts(&p.record, &input.trust, verifier, None, now),
+            None => Arc::new(pod_verdicts(&p.record, &input.trust, verifier, None, now)),
         };
         if p.remote.is_some() {
-            a.verdicts.retain(|v| {
+            Arc::make_mut(&mut a).verdicts.retain(|v| {
                 matches!(
                     v.kind,
                     VerdictKind::LeafExpired | VerdictKind::LeafNotYetValid | VerdictKind::Unprobed
@@ -1005,7 +1005,7 @@ fn phase(
 struct PlanContext<'a> {
     input: &'a ClusterInput,
     findings: &'a [Finding],
-    pods: &'a BTreeMap<String, PodAnalysis>,
+    pods: &'a BTreeMap<String, Arc<PodAnalysis>>,
     affected: &'a BTreeSet<String>,
     skewed: &'a BTreeSet<String>,
     identity_node_skewed: bool,

@@ -105,7 +105,7 @@ pub struct Context<'a> {
     /// The analysis input (pods, their nodes and IPs, `now`).
     pub input: &'a ClusterInput,
     /// Pod verdicts by `namespace/name`.
-    pub pods: &'a BTreeMap<String, PodAnalysis>,
+    pub pods: &'a BTreeMap<String, std::sync::Arc<PodAnalysis>>,
     /// The cluster findings so far (clock skew, identity, issuer).
     pub findings: &'a [Finding],
 }

@@ -341,7 +341,7 @@ fn a_gateway_under_another_root_is_a_multicluster_mismatch_not_a_local_pod() {
     let again: Vec<PodRecord> = c
         .remote_pods()
         .map(|e| {
-            let mut r = e.record.clone();
+            let mut r = (*e.record).clone();
             r.probed_at = Some(now() + chrono::Duration::seconds(30));
             r
         })

@@ -169,7 +169,7 @@ pub fn input(m: &Materialised) -> ClusterInput {
             };
             let (workload, workload_facts) = owners.resolve(&record);
             PodInput {
-                record,
+                record: record.into(),
                 workload,
                 workload_facts,
                 remote: p.remote.clone(),

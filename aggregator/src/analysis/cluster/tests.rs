@@ -27,7 +27,7 @@ fn plan_for(pods: Vec<(&str, Option<Workload>, WorkloadFacts)>) -> Plan {
             record.name = name.into();
             record.uid = format!("uid-{name}");
             PodInput {
-                record,
+                record: record.into(),
                 workload,
                 workload_facts,
                 remote: None,
@@ -241,7 +241,7 @@ fn a_workload_with_a_pod_on_a_skewed_node_is_held_whole() {
         record.uid = format!("uid-{name}");
         record.node = node.into();
         PodInput {
-            record,
+            record: record.into(),
             workload: Some(web.clone()),
             workload_facts: WorkloadFacts::default(),
             remote: None,

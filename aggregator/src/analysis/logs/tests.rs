@@ -60,7 +60,7 @@ fn mk_cluster() -> (Cluster, crate::trust::Trust) {
         r.pod_ip = ip.into();
         r.node = node.into();
         PodInput {
-            record: r,
+            record: r.into(),
             workload: None,
             workload_facts: Default::default(),
             remote: None,
@@ -105,7 +105,7 @@ fn mk_cluster() -> (Cluster, crate::trust::Trust) {
 
 fn logs_of(c: &mut Cluster, pod: &str, kinds: Vec<LogKindEvidence>) {
     let p = c.pods.iter_mut().find(|p| p.record.name == pod).unwrap();
-    p.record.logs = Some(Arc::new(LogEvidence {
+    Arc::make_mut(&mut p.record).logs = Some(Arc::new(LogEvidence {
         kinds,
         problem: None,
     }));

@@ -43,7 +43,7 @@ fn mk_pod(pki: &Pki, issuer: &Ca, ns: &str, pod: &str, sa: &str, issued_s: i64) 
         .unwrap();
     let deployment = pod.rsplit_once('-').map(|(d, _)| d).unwrap_or(pod);
     PodInput {
-        record: PodRecord {
+        record: Arc::new(PodRecord {
             mirror: false,
             identity_controller: None,
             namespace: ns.into(),
@@ -69,7 +69,7 @@ fn mk_pod(pki: &Pki, issuer: &Ca, ns: &str, pod: &str, sa: &str, issued_s: i64) 
             problems: vec![],
             logs: None,
             reported_at: Utc::now(),
-        },
+        }),
         workload: Some(Workload {
             namespace: ns.into(),
             kind: "Deployment".into(),
@@ -257,7 +257,7 @@ fn unexplained_validation_failures_make_identity_unusable_and_the_plan_escalates
     );
     // A stale pod that a restart would otherwise fix.
     let other = Ca::root("root.linkerd.other.example").unwrap();
-    input.pods[1].record.spec_anchors =
+    Arc::make_mut(&mut input.pods[1].record).spec_anchors =
         SpecAnchorsEvidence::Pem(Arc::new(parse_pem_bundle(&other.cert_pem)));
     let r = analyse(&input, &mut Verifier::new());
     let f = finding(&r, "IDENTITY_UNREACHABLE").expect("identity unusable");
