@@ -422,6 +422,26 @@ fn assemble(
     out
 }
 
+/// The first instant after which [`assemble`] may judge `chain`'s dates otherwise than at `now`:
+/// the notAfter of a certificate within its window; `now` itself while one is out of it (the
+/// verdict's text says how long ago it expired, or how long until it is valid); `None` when no
+/// date is judged.
+fn next_change(chain: Option<(&ChainPart, Validity)>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let (part, leaf) = chain.filter(|(part, _)| part.dated)?;
+    let cas = part.dated_cas.iter().map(|c| (c.not_before, c.not_after));
+    part.leaf_dated
+        .then_some(leaf)
+        .into_iter()
+        .chain(cas)
+        .map(
+            |(not_before, not_after)| match now < not_before || now > not_after {
+                true => now,
+                false => not_after,
+            },
+        )
+        .min()
+}
+
 /// LEAF_EXPIRED / LEAF_NOT_YET_VALID for one certificate of the presented chain, at true time.
 fn dated_verdict(role: &str, cert: &ParsedCert, now: DateTime<Utc>) -> Option<Verdict> {
     if now > cert.not_after {

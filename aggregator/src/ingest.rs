@@ -5,7 +5,8 @@
 //! does not place on the stream's node are dropped and counted.
 
 use crate::auth::{Agent, Authenticator, NodePods};
-use crate::model::{Cluster, PodRecord};
+use crate::model::{Cluster, PodRecord, ProbeEvidence};
+use crate::verify::{Proven, Prover};
 use crate::wire;
 use anchorwatch_proto::v1 as pb;
 use std::pin::Pin;
@@ -36,6 +37,8 @@ pub struct IngestService {
     /// (a failover), the others wait unread — their bytes held back by HTTP/2 flow control — so
     /// memory holds a few decoded snapshots, not thousands.
     first_snapshots: Arc<tokio::sync::Semaphore>,
+    /// Checks the signatures of reported chains before the model is locked.
+    prover: Prover,
 }
 
 /// First snapshots decoded and applied at a time.
@@ -73,8 +76,10 @@ impl IngestService {
         idle_timeout: Duration,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
+        let prover = lock(&cluster).prover();
         IngestService {
             cluster,
+            prover,
             idle_timeout,
             shutdown,
             interner: Arc::default(),
@@ -255,7 +260,7 @@ impl IngestService {
         .await
         .map_err(|_| late())??;
         let node = snapshot.node.clone();
-        let stream = with_cluster(&self.cluster, |c| c.open_stream());
+        let stream = with_cluster(&self.cluster, |c| c.open_stream()).await;
         let span = info_span!("node", %node, stream);
         async {
             info!(pods = snapshot.pods.len(), agent = %snapshot.agent_version, "agent connected");
@@ -270,7 +275,8 @@ impl IngestService {
                 .await;
             with_cluster(&self.cluster, |c| {
                 c.disconnect(&node, stream, crate::time::now())
-            });
+            })
+            .await;
             info!("agent disconnected");
             result
         }
@@ -290,14 +296,16 @@ impl IngestService {
         self.check_pods(snapshot.pods.len())?;
         let seq = snapshot.seq;
         let pods = self.confirm(session, snapshot.pods).await;
-        let pods = decode(pods, node, &self.interner);
+        let pods = decode(pods, node, &self.interner, &self.prover);
         let now = crate::time::now();
         with_cluster(&self.cluster, |cluster| {
-            cluster.replace_node(node, stream, &snapshot.agent_version, pods, now);
+            cluster.learn(pods.proven);
+            cluster.replace_node(node, stream, &snapshot.agent_version, pods.records, now);
             if let Some(c) = snapshot.clock {
                 cluster.node_clock(node, stream, wire::clock_reading(c, now), now);
             }
-        });
+        })
+        .await;
         drop(turn);
         self.ack(tx, seq).await?;
         while let Some(msg) = self.next(inbound, session.expires).await? {
@@ -308,14 +316,16 @@ impl IngestService {
                     let s = self.rest_of_snapshot(s, inbound, session.expires).await?;
                     let seq = s.seq;
                     let pods = self.confirm(session, s.pods).await;
-                    let pods = decode(pods, node, &self.interner);
-                    debug!(pods = pods.len(), "snapshot");
+                    let pods = decode(pods, node, &self.interner, &self.prover);
+                    debug!(pods = pods.records.len(), "snapshot");
                     with_cluster(&self.cluster, |cluster| {
-                        cluster.replace_node(node, stream, &s.agent_version, pods, now);
+                        cluster.learn(pods.proven);
+                        cluster.replace_node(node, stream, &s.agent_version, pods.records, now);
                         if let Some(c) = s.clock {
                             cluster.node_clock(node, stream, wire::clock_reading(c, now), now);
                         }
-                    });
+                    })
+                    .await;
                     self.ack(tx, seq).await?;
                 }
                 Some(pb::agent_message::Kind::Delta(d)) => {
@@ -328,19 +338,22 @@ impl IngestService {
                                 .map(|p| p.pod.as_ref().map_or("", |r| r.uid.as_str())),
                             &d.removed_uids,
                         )
-                    });
+                    })
+                    .await;
                     self.check_pods(after)?;
                     let seq = d.seq;
                     let pods = self.confirm(session, d.upserted).await;
-                    let pods = decode(pods, node, &self.interner);
+                    let pods = decode(pods, node, &self.interner, &self.prover);
                     debug!(
-                        upserted = pods.len(),
+                        upserted = pods.records.len(),
                         removed = d.removed_uids.len(),
                         "delta"
                     );
                     let applied = with_cluster(&self.cluster, |c| {
-                        c.apply_delta(node, stream, pods, &d.removed_uids, now)
-                    });
+                        c.learn(pods.proven);
+                        c.apply_delta(node, stream, pods.records, &d.removed_uids, now)
+                    })
+                    .await;
                     if !applied {
                         return Err(Status::aborted("another stream took over this node"));
                     }
@@ -355,7 +368,8 @@ impl IngestService {
                             cluster.node_clock(node, stream, wire::clock_reading(c, now), now);
                         }
                         alive
-                    });
+                    })
+                    .await;
                     if !alive {
                         return Err(Status::aborted("another stream took over this node"));
                     }
@@ -502,29 +516,67 @@ fn check_node(named: &str, node: &str) -> Result<(), Status> {
 }
 
 /// Decodes pods, dropping (and logging) those that cannot be accepted.
+/// The pods of `pods` that decode, and the signature facts their chains need, checked here,
+/// before the model is locked (see [`Prover`]).
 fn decode(
     pods: Vec<pb::PodEvidence>,
     node: &str,
     interner: &Mutex<wire::Interner>,
-) -> Vec<PodRecord> {
+    prover: &Prover,
+) -> Decoded {
     let now = crate::time::now();
-    let mut interner = interner.lock().unwrap_or_else(|p| p.into_inner());
-    pods.into_iter()
-        .filter_map(|p| match wire::pod_record(p, node, now, &mut interner) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                warn!(error = %e, "pod evidence refused");
-                None
-            }
+    let records: Vec<PodRecord> = {
+        let mut interner = interner.lock().unwrap_or_else(|p| p.into_inner());
+        pods.into_iter()
+            .filter_map(|p| match wire::pod_record(p, node, now, &mut interner) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    warn!(error = %e, "pod evidence refused");
+                    None
+                }
+            })
+            .collect()
+    };
+    let proven = records
+        .iter()
+        .filter_map(|r| match &r.probe {
+            ProbeEvidence::Chain(c) if !c.leaf_unreadable => Some(prover.leaf_facts(&c.certs)),
+            _ => None,
         })
-        .collect()
+        .flatten()
+        .collect();
+    Decoded { records, proven }
+}
+
+/// Decoded pods, with facts for the model's verifier.
+struct Decoded {
+    records: Vec<PodRecord>,
+    proven: Vec<Proven>,
 }
 
 /// Runs `f` on the locked model, off the async worker threads when the runtime has several:
 /// a bundle change or a tick re-judges every pod (most of a second at 550,000 pods), and a
 /// worker blocked that long, or waiting that long for the lock, answers no HTTP/2 PING, so
 /// 5,000 agents' connections time out and reconnect at once.
-pub fn with_cluster<R>(cluster: &Mutex<Cluster>, f: impl FnOnce(&mut Cluster) -> R) -> R {
+///
+/// Callers take turns first, as tasks: each call that waited for the lock inside
+/// `block_in_place` held a thread, and 5,000 agents' heartbeats behind one long analysis grew
+/// the runtime to its 512 blocking threads (and glibc to as many arenas as it allows).
+pub async fn with_cluster<R>(cluster: &Mutex<Cluster>, f: impl FnOnce(&mut Cluster) -> R) -> R {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        // Never closed, so acquiring cannot fail; the turn ends when `_turn` drops.
+        let _turn = TURNS.acquire().await;
+        tokio::task::block_in_place(|| f(&mut lock(cluster)))
+    } else {
+        f(&mut lock(cluster))
+    }
+}
+
+/// [`with_cluster`] for synchronous callers (the trust watches' callbacks, a few calls an
+/// hour): waits for the lock on a thread of its own, without taking a turn.
+pub fn with_cluster_blocking<R>(cluster: &Mutex<Cluster>, f: impl FnOnce(&mut Cluster) -> R) -> R {
     let multi_thread = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     if multi_thread {
@@ -533,6 +585,10 @@ pub fn with_cluster<R>(cluster: &Mutex<Cluster>, f: impl FnOnce(&mut Cluster) ->
         f(&mut lock(cluster))
     }
 }
+
+/// One [`with_cluster`] at a time in the process (there is one model; tests that build several
+/// only take turns), in arrival order.
+static TURNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 /// Locks the model; a panic while holding the lock would be a bug, and the data stays usable.
 pub fn lock(cluster: &Mutex<Cluster>) -> std::sync::MutexGuard<'_, Cluster> {

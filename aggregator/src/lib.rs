@@ -267,6 +267,9 @@ pub enum ReportKind {
     Clock(report::ClockArgs),
 }
 
+/// HTTP/2 flow-control window of each stream the aggregator serves, bytes.
+const STREAM_WINDOW: u32 = 64 * 1024;
+
 /// A duration flag that must be at least 10 ms (a zero interval would spin or panic).
 /// The host name and process id: unique among replicas on one host, as the Lease needs.
 fn default_identity() -> String {
@@ -522,7 +525,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let mut every = tokio::time::interval(interval);
         loop {
             every.tick().await;
-            ingest::with_cluster(&ticker, |c| c.tick(crate::time::now()));
+            ingest::with_cluster(&ticker, |c| c.tick(crate::time::now())).await;
         }
     });
 
@@ -602,7 +605,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(auth) = &authenticator {
         ingest = ingest.with_auth(auth.clone());
     }
+    // Small HTTP/2 windows: what an agent may send before the aggregator reads it is buffered
+    // per connection, and 5,000 agents reconnecting at once each send a whole snapshot. With
+    // hyper's 1 MiB defaults that was over a gigabyte held in receive buffers; 64 KiB per stream
+    // bounds it to a few hundred MiB and costs nothing on a cluster network.
     let router = tonic::transport::Server::builder()
+        .initial_stream_window_size(Some(STREAM_WINDOW))
+        .initial_connection_window_size(Some(2 * STREAM_WINDOW))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(health_svc)

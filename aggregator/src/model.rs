@@ -36,9 +36,9 @@ use crate::clock::{ClockSettings, NodeClockState, Reading, Row as ClockRow, rows
 use crate::control_plane::ControlPlane;
 use crate::owners::OwnerIndex;
 use crate::trust::{BundleState, IssuerState, Trust};
-use crate::verify::{ParsedCert, PemBundle, Verifier};
+use crate::verify::{ParsedCert, PemBundle, Proven, Prover, Verifier};
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 /// A pod's evidence as received from its agent, with certificates parsed.
@@ -227,6 +227,10 @@ pub struct PodEntry {
     pub remote: Option<String>,
     /// What the evidence fixes of the verdicts; written with `record`.
     basis: PodBasis,
+    /// When the passing of time alone may change `analysis` (a certificate's notAfter, or the
+    /// next tick while one is out of its window); `None`: never. A tick re-judges only the pods
+    /// that are due, and those on nodes that turned stale or fresh.
+    recheck_at: Option<DateTime<Utc>>,
 }
 
 /// Counts for the summary.
@@ -592,17 +596,23 @@ impl Cluster {
 
     /// Time passed: marks nodes stale and judges every pod again (validity windows).
     pub fn tick(&mut self, now: DateTime<Utc>) {
-        let mut flipped = false;
+        let mut flipped = HashSet::new();
         for n in self.nodes.values_mut() {
             let stale = n.stream == 0 || now - n.last_report_at > self.stale_after;
-            flipped |= stale != n.stale;
+            if stale != n.stale {
+                flipped.insert(n.name.clone());
+            }
             n.stale = stale;
         }
-        if flipped {
+        if !flipped.is_empty() {
             self.revision += 1;
         }
-        // Every pod, with the staleness just set: validity windows move with time.
-        self.reanalyse_all(now);
+        // The pods whose verdicts time may have changed, and those whose node turned stale or
+        // fresh; the rest would be judged exactly as before (`Judge::judge_until`).
+        self.reanalyse(now, |e| {
+            e.recheck_at.is_some_and(|t| t <= now)
+                || (!flipped.is_empty() && flipped.contains(&e.record.node))
+        });
     }
 
     fn upsert_pod(&mut self, record: PodRecord) {
@@ -637,7 +647,7 @@ impl Cluster {
         }
         let stale = self.stale_reason(&record.node);
         let basis = self.judge.basis(&record, &mut self.verifier);
-        let analysis = self.judge.judge(
+        let (analysis, recheck_at) = self.judge.judge_until(
             &record,
             &basis,
             &self.trust,
@@ -652,6 +662,7 @@ impl Cluster {
                 analysis: Arc::new(analysis),
                 remote: None,
                 basis,
+                recheck_at,
             }),
         );
     }
@@ -686,6 +697,7 @@ impl Cluster {
                 analysis: Arc::new(analysis),
                 remote: Some(cluster.to_string()),
                 basis,
+                recheck_at: None,
             });
         }
         entries.sort_by(|a, b| a.record.name.cmp(&b.record.name));
@@ -752,31 +764,38 @@ impl Cluster {
         let stale = self.stale_reason(node);
         for uid in uids {
             if let Some(e) = self.pods.get_mut(&uid) {
-                e.analysis = Arc::new(self.judge.judge(
+                let (analysis, recheck_at) = self.judge.judge_until(
                     &e.record,
                     &e.basis,
                     &self.trust,
                     &mut self.verifier,
                     stale.as_ref(),
                     now,
-                ));
+                );
+                e.analysis = Arc::new(analysis);
+                e.recheck_at = recheck_at;
             }
         }
     }
 
     fn reanalyse_all(&mut self, now: DateTime<Utc>) {
+        self.reanalyse(now, |_| true);
+    }
+
+    /// Judges again the pods `due` picks, and every linked cluster's gateway.
+    fn reanalyse(&mut self, now: DateTime<Utc>, due: impl Fn(&PodEntry) -> bool) {
         let stale: HashMap<String, Arc<str>> = self
             .nodes
             .keys()
             .filter_map(|n| self.stale_reason(n).map(|r| (n.clone(), r)))
             .collect();
         let mut changed = false;
-        for e in self.pods.values_mut() {
+        for e in self.pods.values_mut().filter(|e| due(e)) {
             let node_stale = match stale.is_empty() {
                 true => None,
                 false => stale.get(&e.record.node),
             };
-            let analysis = self.judge.judge(
+            let (analysis, recheck_at) = self.judge.judge_until(
                 &e.record,
                 &e.basis,
                 &self.trust,
@@ -784,6 +803,7 @@ impl Cluster {
                 node_stale,
                 now,
             );
+            e.recheck_at = recheck_at;
             if analysis != *e.analysis {
                 e.analysis = Arc::new(analysis);
                 changed = true;
@@ -846,6 +866,17 @@ impl Cluster {
     /// Every node, ordered by name.
     pub fn nodes(&self) -> impl Iterator<Item = &NodeRecord> {
         self.nodes.values()
+    }
+
+    /// A prover with the verifier's algorithms, to check reported chains' signatures before
+    /// the model is locked.
+    pub fn prover(&self) -> Prover {
+        self.verifier.prover()
+    }
+
+    /// Takes signature facts a [`prover`](Self::prover) computed.
+    pub fn learn(&mut self, proven: Vec<Proven>) {
+        self.verifier.learn(proven);
     }
 
     /// Signature checks run so far (the rest were answered from cached facts).

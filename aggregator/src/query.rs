@@ -61,13 +61,13 @@ impl QueryService {
 
     /// The summary now, with the whole-cluster analysis (or the last one, when the model has not
     /// changed since and it is recent).
-    fn summary_now(&self) -> pb::ClusterSummary {
-        self.analysis_now().summary
+    async fn summary_now(&self) -> pb::ClusterSummary {
+        self.analysis_now().await.summary
     }
 
     /// The last analysis when the model has not changed since and it is recent, else a new one.
-    fn analysis_now(&self) -> Last {
-        crate::ingest::with_cluster(&self.cluster, |cluster| self.analysis_of(cluster))
+    async fn analysis_now(&self) -> Last {
+        crate::ingest::with_cluster(&self.cluster, |cluster| self.analysis_of(cluster)).await
     }
 
     fn analysis_of(&self, cluster: &mut Cluster) -> Last {
@@ -197,7 +197,7 @@ impl pb::query_server::Query for QueryService {
         &self,
         _: Request<pb::SummaryRequest>,
     ) -> Result<Response<pb::ClusterSummary>, Status> {
-        Ok(Response::new(self.summary_now()))
+        Ok(Response::new(self.summary_now().await))
     }
 
     type WatchStream =
@@ -222,7 +222,7 @@ impl pb::query_server::Query for QueryService {
                     _ = every.tick() => {}
                     _ = shutdown.changed() => return,
                 }
-                let now = svc.summary_now();
+                let now = svc.summary_now().await;
                 let mut key = now.clone();
                 key.updated_at = None;
                 if last.as_ref() != Some(&key) {
@@ -262,7 +262,7 @@ impl pb::query_server::Query for QueryService {
             Ok(v) => wire::verdict_from_wire(v),
             Err(_) => return Err(status(QueryError::BadVerdict(q.verdict))),
         };
-        let confirmations = self.analysis_now().confirmations;
+        let confirmations = self.analysis_now().await.confirmations;
         let cluster = lock(&self.cluster);
         let wanted = |e: &&PodEntry| {
             (q.namespace.is_empty() || e.record.namespace == q.namespace)
@@ -297,7 +297,7 @@ impl pb::query_server::Query for QueryService {
         if q.name.is_empty() {
             return Err(status(QueryError::Missing("name")));
         }
-        let analysis = self.analysis_now();
+        let analysis = self.analysis_now().await;
         let cluster = lock(&self.cluster);
         match cluster.pod(&q.namespace, &q.name) {
             Some(e) => {
@@ -367,7 +367,7 @@ mod tests {
         let (_stop, shutdown) = tokio::sync::watch::channel(false);
         let svc = QueryService::new(cluster.clone(), Settings::new("linkerd"), shutdown);
 
-        let first = svc.summary_now();
+        let first = svc.summary_now().await;
         assert!(
             !first
                 .findings
@@ -375,7 +375,7 @@ mod tests {
                 .any(|f| f.verdict == "IDENTITY_STALE_ISSUER")
         );
         let revision = lock(&cluster).revision();
-        assert_eq!(svc.summary_now(), first);
+        assert_eq!(svc.summary_now().await, first);
         assert_eq!(lock(&cluster).revision(), revision);
 
         lock(&cluster).update_control_plane(crate::time::now(), |cp| {
@@ -388,7 +388,7 @@ mod tests {
                 },
             )
         });
-        let next = svc.summary_now();
+        let next = svc.summary_now().await;
         assert!(
             next.findings
                 .iter()

@@ -700,6 +700,59 @@ impl fmt::Debug for Verifier {
     }
 }
 
+/// What [`Verifier::signed_by`] reads of a child and a parent: the child's parsed view and the
+/// parent's SubjectPublicKeyInfo.
+fn fact_inputs<'c>(
+    child: &'c ParsedCert,
+    parent: &ParsedCert,
+) -> Result<(&'c WebCert, std::ops::Range<usize>), ChainError> {
+    let child_view = child.web.as_ref().map_err(Clone::clone)?;
+    let parent_spki = match (&parent.web, parent.anchor_view()) {
+        (Ok(view), _) => view.spki.clone(),
+        (_, Ok(anchor)) => anchor.spki,
+        (Err(e), Err(_)) => return Err(e.clone()),
+    };
+    Ok((child_view, parent_spki))
+}
+
+/// Computes the facts "the leaf is signed by this presented CA's key" away from the
+/// [`Verifier`] — on any thread, with no lock held — for [`Verifier::learn`]. The signature
+/// checks of 550,000 leaves are most of the work of taking in a cluster: done here, they run on
+/// every core while the model is free.
+#[derive(Clone, Copy)]
+pub struct Prover {
+    algorithms: &'static [&'static dyn SignatureVerificationAlgorithm],
+}
+
+/// A fact a [`Prover`] computed.
+#[derive(Debug)]
+pub struct Proven {
+    key: (Fingerprint, Fingerprint),
+    fact: Result<(), ChainError>,
+}
+
+impl Prover {
+    /// The facts [`Verifier::chain_shape`] needs of `chain` (as presented, leaf first): the
+    /// leaf against each presented CA that names its issuer.
+    pub fn leaf_facts(&self, chain: &[Arc<ParsedCert>]) -> Vec<Proven> {
+        let Some((leaf, cas)) = chain.split_first() else {
+            return Vec::new();
+        };
+        cas.iter()
+            .filter(|ca| {
+                ca.fingerprint != leaf.fingerprint && ca.subject_der() == leaf.issuer_der()
+            })
+            .filter_map(|ca| {
+                let (view, spki) = fact_inputs(leaf, ca).ok()?;
+                Some(Proven {
+                    key: (leaf.fingerprint, ca.fingerprint),
+                    fact: path::check(self.algorithms, leaf, view, &ca.der[spki]),
+                })
+            })
+            .collect()
+    }
+}
+
 impl Verifier {
     /// A verifier with the algorithms of rustls's aws-lc-rs provider (the proxy's).
     pub fn new() -> Self {
@@ -779,14 +832,24 @@ impl Verifier {
     /// The cached fact "`child` is signed by `parent`'s key", computing it if needed:
     /// `Ok(())`, `BadSignature`, or why the algorithms do not fit. Names are not compared.
     pub fn signed_by(&mut self, child: &ParsedCert, parent: &ParsedCert) -> Result<(), ChainError> {
-        let child_view = child.web.as_ref().map_err(Clone::clone)?;
-        let parent_spki = match (&parent.web, parent.anchor_view()) {
-            (Ok(view), _) => view.spki.clone(),
-            (_, Ok(anchor)) => anchor.spki,
-            (Err(e), Err(_)) => return Err(e.clone()),
-        };
+        let (child_view, parent_spki) = fact_inputs(child, parent)?;
         self.facts
             .signed_by(child, child_view, parent, &parent.der[parent_spki])
+    }
+
+    /// A [`Prover`] with this verifier's algorithms.
+    pub fn prover(&self) -> Prover {
+        Prover {
+            algorithms: self.facts.algorithms(),
+        }
+    }
+
+    /// Takes facts a [`Prover`] of this verifier computed, so that checking them again costs a
+    /// lookup.
+    pub fn learn(&mut self, proven: impl IntoIterator<Item = Proven>) {
+        for p in proven {
+            self.facts.learn(p.key, p.fact);
+        }
     }
 
     /// How many signature facts are cached.

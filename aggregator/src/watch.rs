@@ -44,7 +44,7 @@ pub async fn follow_bundle(
             BundleState::Unknown => {}
         }
         let now = crate::time::now();
-        crate::ingest::with_cluster(&cluster, |cluster| {
+        crate::ingest::with_cluster_blocking(&cluster, |cluster| {
             if cluster.set_bundle(state, rv, now) {
                 info!("trust bundle anchor set changed; all pods judged again");
             }
@@ -74,7 +74,7 @@ pub async fn follow_issuer(
             IssuerState::Unknown => {}
         }
         let now = crate::time::now();
-        crate::ingest::with_cluster(&cluster, |cluster| {
+        crate::ingest::with_cluster_blocking(&cluster, |cluster| {
             cluster.set_issuer(state, now);
             cluster.update_control_plane(now, |cp| {
                 cp.issuer_unreadable = unreadable;

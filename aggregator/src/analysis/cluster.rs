@@ -20,7 +20,7 @@ use crate::model::{PodRecord, ProbeEvidence, SpecAnchorsEvidence};
 use crate::trust::Trust;
 use crate::verify::{Fingerprint, ParsedCert, PemBundle, Verifier};
 use chrono::{DateTime, TimeDelta, Utc};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 /// Linkerd settings and operator policy the analysis depends on.
@@ -423,13 +423,17 @@ pub fn analyse(input: &ClusterInput, verifier: &mut Verifier) -> Report {
 
     // Effective anchors of every local running proxy.
     let local: Vec<&PodInput> = input.pods.iter().filter(|p| p.remote.is_none()).collect();
-    let effective: BTreeMap<String, Option<BTreeSet<Fingerprint>>> = local
+    // Proxies share a few anchor sets: one copy of each (a set per pod was 200 MiB at 550,000).
+    let mut sets: HashMap<Vec<Fingerprint>, Arc<BTreeSet<Fingerprint>>> = HashMap::new();
+    let effective: BTreeMap<String, Option<Arc<BTreeSet<Fingerprint>>>> = local
         .iter()
         .map(|p| {
-            (
-                pod_key(&p.record),
-                super::effective_anchors(&p.record, &input.trust).map(|v| v.into_iter().collect()),
-            )
+            let set = super::effective_anchors(&p.record, &input.trust).map(|v| {
+                sets.entry(v)
+                    .or_insert_with_key(|v| Arc::new(v.iter().copied().collect()))
+                    .clone()
+            });
+            (pod_key(&p.record), set)
         })
         .collect();
 
@@ -1010,7 +1014,7 @@ struct PlanContext<'a> {
     skewed: &'a BTreeSet<String>,
     identity_node_skewed: bool,
     issuer_anchors: &'a BTreeSet<Fingerprint>,
-    effective: &'a BTreeMap<String, Option<BTreeSet<Fingerprint>>>,
+    effective: &'a BTreeMap<String, Option<Arc<BTreeSet<Fingerprint>>>>,
     identity_pods: &'a [String],
     identity_stale: bool,
     bundle_ok: bool,
@@ -1230,6 +1234,14 @@ fn plan_with_repeats(ctx: &PlanContext<'_>) -> Plan {
             .is_none_or(|set| set.is_disjoint(ctx.issuer_anchors))
     });
 
+    // The pods each finding names, as sets: a finding may name every pod of the cluster, and
+    // each workload asks which findings name one of its pods.
+    let finding_pods: Vec<(&'static str, HashSet<&str>)> = ctx
+        .findings
+        .iter()
+        .filter(|f| !f.pods.is_empty())
+        .map(|f| (f.name, f.pods.iter().map(String::as_str).collect()))
+        .collect();
     let decided: Vec<Result<(u8, Restart), Held>> = by_workload
         .into_iter()
         .map(|(w, pods)| {
@@ -1277,10 +1289,10 @@ fn plan_with_repeats(ctx: &PlanContext<'_>) -> Plan {
                 })
                 .collect();
             kinds.extend(
-                ctx.findings
+                finding_pods
                     .iter()
-                    .filter(|f| f.pods.iter().any(|p| names.contains(p)))
-                    .map(|f| f.name),
+                    .filter(|(_, set)| names.iter().any(|n| set.contains(n.as_str())))
+                    .map(|(name, _)| *name),
             );
             if is_identity && ctx.identity_stale {
                 kinds.extend(

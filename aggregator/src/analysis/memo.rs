@@ -19,7 +19,7 @@
 //! judged per pod, as [`pod_verdicts`](super::pod_verdicts) does.
 
 use super::{
-    ChainPart, PodAnalysis, Verdict, assemble, chain_part, judged_chain, own_verdicts,
+    ChainPart, PodAnalysis, Verdict, assemble, chain_part, judged_chain, next_change, own_verdicts,
     stale_trust_bundle,
 };
 use crate::model::{PodRecord, SpecAnchorsEvidence};
@@ -182,6 +182,22 @@ impl Judge {
         node_stale: Option<&Arc<str>>,
         now: DateTime<Utc>,
     ) -> PodAnalysis {
+        self.judge_until(pod, basis, trust, verifier, node_stale, now)
+            .0
+    }
+
+    /// [`judge`](Self::judge), and the first instant at which the passing of time alone may
+    /// change the judgement (`None`: it never does). Until then, with the same evidence, trust
+    /// and node state, judging again gives the same result.
+    pub fn judge_until(
+        &mut self,
+        pod: &PodRecord,
+        basis: &PodBasis,
+        trust: &Trust,
+        verifier: &mut Verifier,
+        node_stale: Option<&Arc<str>>,
+        now: DateTime<Utc>,
+    ) -> (PodAnalysis, Option<DateTime<Utc>>) {
         if self.generation != trust.generation() {
             self.memo.clear();
             self.generation = trust.generation();
@@ -211,14 +227,16 @@ impl Judge {
             }
             _ => None,
         };
-        assemble(
+        let chain = chain.map(|(part, leaf)| (part, (leaf.not_before, leaf.not_after)));
+        let analysis = assemble(
             pod,
             &basis.own,
-            chain.map(|(part, leaf)| (part, (leaf.not_before, leaf.not_after))),
+            chain,
             shared.stale_trust_bundle.as_ref(),
             node_stale,
             now,
-        )
+        );
+        (analysis, next_change(chain, now))
     }
 }
 

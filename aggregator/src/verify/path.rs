@@ -133,18 +133,41 @@ impl SignatureFacts {
         if let Some(fact) = self.facts.get(&key) {
             return fact.clone().map_err(|e| *e);
         }
-        let der = &*child.der;
-        let fact = verify_signed_data(
-            self.algorithms,
-            parent_spki,
-            &der[child_view.tbs.clone()],
-            &der[child_view.signature_algorithm.clone()],
-            &der[child_view.signature.clone()],
-        );
+        let fact = check(self.algorithms, child, child_view, parent_spki);
         self.computed += 1;
         self.facts.insert(key, fact.clone().map_err(Box::new));
         fact
     }
+
+    pub(super) fn algorithms(&self) -> &'static [&'static dyn SignatureVerificationAlgorithm] {
+        self.algorithms
+    }
+
+    /// A fact computed elsewhere with the same algorithms ([`super::Prover`]); counted as a
+    /// check, as it was one.
+    pub(super) fn learn(&mut self, key: (Fingerprint, Fingerprint), fact: Result<(), ChainError>) {
+        if let std::collections::hash_map::Entry::Vacant(e) = self.facts.entry(key) {
+            self.computed += 1;
+            e.insert(fact.map_err(Box::new));
+        }
+    }
+}
+
+/// The signature check behind a fact.
+pub(super) fn check(
+    algorithms: &[&dyn SignatureVerificationAlgorithm],
+    child: &ParsedCert,
+    child_view: &WebCert,
+    parent_spki: &[u8],
+) -> Result<(), ChainError> {
+    let der = &*child.der;
+    verify_signed_data(
+        algorithms,
+        parent_spki,
+        &der[child_view.tbs.clone()],
+        &der[child_view.signature_algorithm.clone()],
+        &der[child_view.signature.clone()],
+    )
 }
 
 /// `signed_data::verify_signed_data` without the budget (the caller consumes it).

@@ -789,3 +789,59 @@ fn cached_reverification_throughput() {
     assert_eq!(verifier.signature_checks(), checks);
     println!("{pods} cached re-verifications in {elapsed:.2?}");
 }
+
+#[test]
+fn facts_proven_off_the_verifier_are_the_facts_it_would_compute() {
+    let root = mk_ca("root.linkerd.cluster.local", mk_key(KeyKind::P256, 4), None);
+    let issuer = mk_ca(
+        "identity.linkerd.cluster.local",
+        mk_key(KeyKind::P256, 5),
+        Some(&root),
+    );
+    // Same name, other key: the leaf names it as its issuer, and its signature fails.
+    let impostor = mk_ca(
+        "identity.linkerd.cluster.local",
+        mk_key(KeyKind::P256, 7),
+        Some(&root),
+    );
+    let leaf = mk_parsed(&mk_leaf(
+        &linkerd_identity("web", "emojivoto"),
+        mk_key(KeyKind::P256, 6),
+        &issuer,
+    ));
+    let chain = [
+        leaf.clone(),
+        impostor.parsed(),
+        issuer.parsed(),
+        root.parsed(),
+    ];
+
+    let mut verifier = Verifier::new();
+    let proven = verifier.prover().leaf_facts(&chain);
+    // The two CAs named as the leaf's issuer; not the root.
+    assert_eq!(proven.len(), 2, "{proven:?}");
+    verifier.learn(proven);
+    assert_eq!(verifier.signature_checks(), 2);
+    assert_eq!(verifier.cached_facts(), 2);
+
+    // Learned facts answer exactly as computed ones, with no new check.
+    assert_eq!(
+        verifier.signed_by(&leaf, &impostor.parsed()),
+        Err(ChainError::BadSignature)
+    );
+    assert_eq!(verifier.signed_by(&leaf, &issuer.parsed()), Ok(()));
+    assert!(verifier.chain_shape(&chain).is_some());
+    assert_eq!(verifier.signature_checks(), 2);
+    let mut fresh = Verifier::new();
+    assert_eq!(
+        fresh.signed_by(&leaf, &impostor.parsed()),
+        Err(ChainError::BadSignature)
+    );
+    assert_eq!(fresh.signed_by(&leaf, &issuer.parsed()), Ok(()));
+
+    // Learning a fact again counts nothing; an empty or leaf-only chain proves nothing.
+    verifier.learn(verifier.prover().leaf_facts(&chain));
+    assert_eq!(verifier.signature_checks(), 2);
+    assert!(verifier.prover().leaf_facts(&[]).is_empty());
+    assert!(verifier.prover().leaf_facts(&chain[..1]).is_empty());
+}

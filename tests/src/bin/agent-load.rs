@@ -244,7 +244,15 @@ fn aggregator(kubeconfig: &std::path::Path, listen: &str, dir: &std::path::Path)
         kubeconfig,
         listen,
         dir,
-        &["--leader-elect", "false", "--log-level", "info"],
+        // The production re-judging interval (the test harness's default is 1 s).
+        &[
+            "--leader-elect",
+            "false",
+            "--log-level",
+            "info",
+            "--recheck-interval",
+            "5s",
+        ],
     )
     .expect("aggregator starts")
 }

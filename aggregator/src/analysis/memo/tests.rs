@@ -335,3 +335,58 @@ fn leaves_issued_by_a_bundle_anchor_are_judged_per_pod() {
     assert_eq!(kinds(&a), vec![VerdictKind::StaleLeaf]);
     assert_eq!(&*a.verdicts[0].reason, "BadSignature");
 }
+
+#[test]
+fn a_judgement_holds_until_the_instant_judge_until_names() {
+    let p = mk_pki();
+    let (ca1, ca2) = (&p.m.old_root, &p.m.new_root);
+    let start = now();
+    let pods = mk_pods(&p, start);
+    let mut judge = Judge::new();
+    let mut verifier = Verifier::new();
+    let bases = bases(&mut judge, &mut verifier, &pods);
+    let mut trust = Trust::new(sources());
+    trust.set_bundle(bundle(&[ca1, ca2]), "1".into(), start);
+    trust.set_issuer(issuer(&p.m.old_issuer));
+    let hours = |h: i64| chrono::Duration::hours(h);
+    let (mut timeless, mut flips_after, mut every_tick) = (0, 0, 0);
+    for at in [
+        start - hours(2),
+        start,
+        start + hours(2),
+        start + hours(24 * 400),
+    ] {
+        for (pod, basis) in pods.iter().zip(&bases) {
+            let (a, until) = judge.judge_until(pod, basis, &trust, &mut verifier, None, at);
+            let mut again = |t| judge.judge(pod, basis, &trust, &mut verifier, None, t);
+            match until {
+                None => {
+                    assert_eq!(again(at + hours(24 * 3650)), a, "pod {} at {at}", pod.uid);
+                    timeless += 1;
+                }
+                Some(u) if u == at => {
+                    assert!(
+                        a.has(VerdictKind::LeafExpired) || a.has(VerdictKind::LeafNotYetValid),
+                        "pod {} at {at}: due every tick with no dated verdict: {a:?}",
+                        pod.uid
+                    );
+                    every_tick += 1;
+                }
+                Some(u) => {
+                    assert!(u > at, "pod {} at {at}: due at {u}, in the past", pod.uid);
+                    assert_eq!(again(at + (u - at) / 2), a, "pod {} at {at}", pod.uid);
+                    assert_eq!(again(u), a, "pod {} at {at} (until {u})", pod.uid);
+                    if again(u + chrono::Duration::seconds(1)) != a {
+                        flips_after += 1;
+                    }
+                }
+            }
+        }
+    }
+    // The corpus has pods of each kind: no dated chain, chains within their windows that
+    // expire later, and chains out of their windows.
+    assert!(
+        timeless > 0 && flips_after > 0 && every_tick > 0,
+        "{timeless} {flips_after} {every_tick}"
+    );
+}
