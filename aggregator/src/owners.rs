@@ -156,7 +156,7 @@ impl OwnerIndex {
                         _ => "ReplicaSets are not listed yet (or may not be read)".to_string(),
                     };
                     let (kind, name, how) = by_template_hash(name, &pod.pod_template_hash);
-                    facts.caveat = Some(format!("{why}: {how}"));
+                    facts.caveat = Some(format!("{why}: {how}").into());
                     (kind.to_string(), name.to_string())
                 }
             },
@@ -218,8 +218,8 @@ fn unknown(kind: &str, name: &str, missing: Lookup<'_, impl Sized>) -> String {
 
 fn add_caveat(facts: &mut WorkloadFacts, why: String) {
     facts.caveat = Some(match facts.caveat.take() {
-        Some(before) => format!("{before}; {why}"),
-        None => why,
+        Some(before) => format!("{before}; {why}").into(),
+        None => why.into(),
     });
 }
 

@@ -159,10 +159,11 @@ pub fn pod_record(
         owners: {
             let mut owners = e.owners;
             owners.sort_by_key(|o| !o.controller);
-            owners
-                .into_iter()
-                .map(|o| format!("{}/{}", o.kind, o.name))
-                .collect()
+            // Not `into_iter().map().collect()`: collecting in place would keep the decoded
+            // owner references' allocation (over 300 bytes a pod, for the model's lifetime).
+            let mut out = Vec::with_capacity(owners.len());
+            out.extend(owners.iter().map(|o| format!("{}/{}", o.kind, o.name)));
+            out
         },
         pod_template_hash: e.pod_template_hash,
         mirror: e.mirror,

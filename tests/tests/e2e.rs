@@ -1218,13 +1218,15 @@ async fn a_linked_gateway_under_another_root_escalates_and_restarts_nothing() {
 
     let summary_now = eventually(
         Duration::from_secs(30),
-        "the multicluster mismatch and both local pods",
+        "the multicluster mismatch and both local pods, probed",
         || {
             let addr = addr.clone();
             async move {
                 let s = summary(&addr).await?;
                 let mc = !findings_named(&s, "MULTICLUSTER_ANCHOR_MISMATCH").is_empty();
-                Ok((mc && s["pods"] == 2).then_some(s))
+                // The agent reports its pods first and their probes a moment later.
+                let probed = s["plan"]["held"].as_array().is_some_and(|h| !h.is_empty());
+                Ok((mc && s["pods"] == 2 && probed).then_some(s))
             }
         },
     )
@@ -2231,7 +2233,17 @@ async fn only_authenticated_agents_report_and_only_about_their_own_node() {
         .collect();
     assert!(!names.contains(&"web-7d9c5b-a2"), "{pods}");
 
-    let scraped = http_get(&metrics, "/metrics").await;
+    // node-2's agent, refused at its first attempt, may not have tried yet.
+    let scraped = eventually(Duration::from_secs(30), "node-2's agent refused", || {
+        let metrics = metrics.clone();
+        async move {
+            let scraped = http_get(&metrics, "/metrics").await;
+            let refused =
+                "anchorwatch_agent_streams_rejected_total{reason=\"wrong_service_account\"}";
+            Ok(scraped.contains(refused).then_some(scraped))
+        }
+    })
+    .await;
     for line in [
         "anchorwatch_agent_streams_rejected_total{reason=\"wrong_service_account\"}",
         "anchorwatch_agent_streams_rejected_total{reason=\"invalid_token\"} 1",
@@ -2242,8 +2254,16 @@ async fn only_authenticated_agents_report_and_only_about_their_own_node() {
         assert!(scraped.contains(line), "{line} in {scraped}");
     }
     // node-2's agent said why in its log.
-    let log = std::fs::read_to_string(&procs[2].log).unwrap();
-    assert!(log.contains("is not the agents' ServiceAccount"), "{log}");
+    let log_file = procs[2].log.clone();
+    eventually(Duration::from_secs(10), "node-2's agent's reason", || {
+        let log = std::fs::read_to_string(&log_file).unwrap_or_default();
+        async move {
+            Ok(log
+                .contains("is not the agents' ServiceAccount")
+                .then_some(()))
+        }
+    })
+    .await;
     for p in procs.iter_mut() {
         assert!(p.stop(Duration::from_secs(5)), "{} did not stop", p.name);
     }

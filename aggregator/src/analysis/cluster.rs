@@ -104,8 +104,9 @@ pub struct WorkloadFacts {
     /// Node): only the kubelet re-creates it, from a manifest on the node.
     pub mirror: bool,
     /// What the resolution could not check, in words (e.g. ReplicaSets not listed yet, so the
-    /// Deployment was inferred from the pod-template-hash label); said in the plan.
-    pub caveat: Option<String>,
+    /// Deployment was inferred from the pod-template-hash label); said in the plan. Shared by
+    /// the pods of a workload.
+    pub caveat: Option<Arc<str>>,
 }
 
 /// One pod as the analysis sees it.
@@ -1310,9 +1311,10 @@ fn plan_with_repeats(ctx: &PlanContext<'_>) -> Plan {
             } else {
                 format!("{kinds}: {}", names.join(", "))
             };
-            for why in note.into_iter().chain(facts.and_then(|f| f.caveat.clone())) {
+            let caveat = facts.and_then(|f| f.caveat.as_deref());
+            for why in note.as_deref().into_iter().chain(caveat) {
                 reason.push_str("; ");
-                reason.push_str(&why);
+                reason.push_str(why);
             }
             Ok((
                 rank,
