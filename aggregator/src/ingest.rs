@@ -563,15 +563,9 @@ struct Decoded {
 /// `block_in_place` held a thread, and 5,000 agents' heartbeats behind one long analysis grew
 /// the runtime to its 512 blocking threads (and glibc to as many arenas as it allows).
 pub async fn with_cluster<R>(cluster: &Mutex<Cluster>, f: impl FnOnce(&mut Cluster) -> R) -> R {
-    let multi_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if multi_thread {
-        // Never closed, so acquiring cannot fail; the turn ends when `_turn` drops.
-        let _turn = TURNS.acquire().await;
-        tokio::task::block_in_place(|| f(&mut lock(cluster)))
-    } else {
-        f(&mut lock(cluster))
-    }
+    // Never closed, so acquiring cannot fail; the turn ends when `_turn` drops.
+    let _turn = TURNS.acquire().await;
+    with_cluster_blocking(cluster, f)
 }
 
 /// [`with_cluster`] for synchronous callers (the trust watches' callbacks, a few calls an

@@ -153,15 +153,45 @@ fn mk_pods(p: &Pki, started: DateTime<Utc>) -> Vec<PodRecord> {
 /// A change of the trust configuration, made at the given time.
 type Step<'a> = Box<dyn Fn(&mut Trust, DateTime<Utc>) + 'a>;
 
-#[test]
-fn memo_judges_every_pod_as_pod_verdicts_does() {
+/// Pods of every kind ([`mk_pods`], started at `start`), with the judge and verifier that
+/// computed their bases.
+struct Corpus {
+    p: Pki,
+    start: DateTime<Utc>,
+    pods: Vec<PodRecord>,
+    judge: Judge,
+    verifier: Verifier,
+    bases: Vec<PodBasis>,
+}
+
+fn corpus() -> Corpus {
     let p = mk_pki();
-    let (ca1, ca2) = (&p.m.old_root, &p.m.new_root);
     let start = now();
     let pods = mk_pods(&p, start);
     let mut judge = Judge::new();
     let mut verifier = Verifier::new();
     let bases = bases(&mut judge, &mut verifier, &pods);
+    Corpus {
+        p,
+        start,
+        pods,
+        judge,
+        verifier,
+        bases,
+    }
+}
+
+#[test]
+fn memo_judges_every_pod_as_pod_verdicts_does() {
+    let Corpus {
+        p,
+        start,
+        pods,
+        mut judge,
+        mut verifier,
+        bases,
+    } = corpus();
+    let (ca1, ca2) = (&p.m.old_root, &p.m.new_root);
 
     let mut trust = Trust::new(sources());
     let stale: Arc<str> = Arc::from("the agent on node node-1 has not reported");
@@ -338,13 +368,15 @@ fn leaves_issued_by_a_bundle_anchor_are_judged_per_pod() {
 
 #[test]
 fn a_judgement_holds_until_the_instant_judge_until_names() {
-    let p = mk_pki();
+    let Corpus {
+        p,
+        start,
+        pods,
+        mut judge,
+        mut verifier,
+        bases,
+    } = corpus();
     let (ca1, ca2) = (&p.m.old_root, &p.m.new_root);
-    let start = now();
-    let pods = mk_pods(&p, start);
-    let mut judge = Judge::new();
-    let mut verifier = Verifier::new();
-    let bases = bases(&mut judge, &mut verifier, &pods);
     let mut trust = Trust::new(sources());
     trust.set_bundle(bundle(&[ca1, ca2]), "1".into(), start);
     trust.set_issuer(issuer(&p.m.old_issuer));
