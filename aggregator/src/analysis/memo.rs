@@ -172,7 +172,8 @@ impl Judge {
     }
 
     /// Judges `pod`, whose basis is `basis`, exactly as [`pod_verdicts`](super::pod_verdicts)
-    /// does.
+    /// does. The model uses [`judge_until`](Self::judge_until); the tests compare judgements.
+    #[cfg(test)]
     pub fn judge(
         &mut self,
         pod: &PodRecord,
@@ -186,7 +187,8 @@ impl Judge {
             .0
     }
 
-    /// [`judge`](Self::judge), and the first instant at which the passing of time alone may
+    /// Judges `pod`, whose basis is `basis`, exactly as [`pod_verdicts`](super::pod_verdicts)
+    /// does, and gives the first instant at which the passing of time alone may
     /// change the judgement (`None`: it never does). Until then, with the same evidence, trust
     /// and node state, judging again gives the same result.
     pub fn judge_until(
